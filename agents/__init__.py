@@ -1,0 +1,1 @@
+"""Agents: planner / coordinator / worker roles and the pipeline graph (LangGraph)."""

@@ -1,0 +1,1 @@
+"""Evaluations: benchmarks (hanoi, ...) and attribution, built on the executor and pipelines."""

@@ -1,0 +1,140 @@
+"""Run Towers of Hanoi end to end: the MAKER replication at any number of disks."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from mdap.errors import ConfigError
+from mdap.executor import Executor
+from mdap.microstep import Chain
+from mdap.models import ChatModel
+from mdap.models.registry import TASK_SPECIFIC, from_spec
+from mdap.report import RunReport
+from mdap.voters import FirstToAheadByK, RedFlagPolicy, expected_samples
+
+from .solver import simulated_hanoi_model
+from .task import HanoiStep
+from .verify import verify_step
+
+__all__ = ["HanoiConfig", "hanoi_chain", "run_hanoi"]
+
+
+class HanoiConfig(BaseModel):
+    """Everything a Hanoi run takes; the CLI flags map one to one onto these fields."""
+
+    model_config = {"extra": "forbid"}
+
+    disks: int = Field(20, ge=1, le=40, description="number of disks; the run has 2^disks - 1 steps")
+    model: str = Field("simulated", description="'simulated', 'local', or an OpenAI-compatible server URL")
+    adapter: str | None = Field(None, description="LoRA adapter (served model name) the worker samples from")
+    error_rate: float = Field(0.002, ge=0.0, le=1.0, description="simulated model: per-sample error rate")
+    red_flag_rate: float = Field(0.0, ge=0.0, le=1.0, description="simulated model: malformed/over-long rate")
+    correlation: float = Field(0.0, ge=0.0, le=1.0, description="simulated model: how often wrong samples agree")
+    latency: float = Field(0.0, ge=0.0, description="simulated model: seconds per request")
+    seed: int = Field(0, description="seed of the simulated model")
+    k: int | Literal["auto"] = Field(3, description="vote margin, or 'auto' to calibrate it")
+    target: float = Field(0.95, gt=0.0, lt=1.0, description="whole-run success probability k='auto' aims for")
+    temperature: float = Field(0.1, ge=0.0, description="sampling temperature")
+    first_temperature: float | None = Field(None, ge=0.0, description="temperature of each step's first sample")
+    max_samples: int = Field(100, ge=1, description="sample cap per step before VoteFailed")
+    max_tokens: int = Field(750, ge=1, description="completion token limit (longer samples are red-flagged)")
+    run_dir: Path | None = Field(None, description="where the checkpoint lives (default .mdap/hanoi-<disks>)")
+    trace: Path | None = Field(None, description="JSONL trace file, one line per decided step")
+    resume: bool = Field(False, description="continue the run checkpointed in run_dir")
+    checkpoint_every: int = Field(10_000, ge=1, description="steps between checkpoints")
+    calibration_steps: int = Field(100, ge=1, description="k='auto': steps sampled to estimate p")
+    calibration_samples: int = Field(10, ge=2, description="k='auto': samples per calibration step")
+    progress: bool = Field(False, description="show a progress bar")
+
+    @field_validator("k")
+    @classmethod
+    def _k_positive(cls, k: int | str) -> int | str:
+        if isinstance(k, int) and k < 1:
+            raise ValueError("k must be >= 1 or 'auto'")
+        return k
+
+    @classmethod
+    def build(cls, **values: object) -> HanoiConfig:
+        """Validate ``values``, turning pydantic's errors into a ConfigError that names each bad field."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {e.get('input')!r})"
+                for e in err.errors()
+            )
+            raise ConfigError(f"invalid Hanoi settings: {problems}") from None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The checkpoint file inside the run directory."""
+        return (self.run_dir or Path(".mdap") / f"hanoi-{self.disks}") / "checkpoint.json"
+
+
+def hanoi_chain(disks: int) -> Chain:  # type: ignore[type-arg]
+    """The chain of all 2^disks - 1 moves, with the independent verifier."""
+    ms = HanoiStep(disks)
+    return Chain(ms, ms.initial(), ms.steps, verify_step)
+
+
+def _model(cfg: HanoiConfig) -> ChatModel:
+    if cfg.model == TASK_SPECIFIC:
+        return simulated_hanoi_model(
+            error_rate=cfg.error_rate,
+            red_flag_rate=cfg.red_flag_rate,
+            correlation=cfg.correlation,
+            latency_s=cfg.latency,
+            seed=cfg.seed,
+        )
+    return from_spec(cfg.model, adapter=cfg.adapter)
+
+
+async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None) -> RunReport:
+    """Solve ``cfg.disks``-disk Hanoi by voting, verifying every move; resumable from its checkpoint.
+
+    Args:
+        cfg: the run's settings.
+        model: use this model instead of the one ``cfg.model`` names.
+
+    Raises:
+        ConfigError: bad settings or an unknown model; CheckpointError: a resume that cannot be done.
+    """
+    if cfg.error_rate + cfg.red_flag_rate > 1.0:
+        raise ConfigError("error_rate + red_flag_rate must be at most 1")
+    voter = FirstToAheadByK(
+        k=cfg.k,
+        temperature=cfg.temperature,
+        first_temperature=cfg.first_temperature,
+        max_samples=cfg.max_samples,
+        max_tokens=cfg.max_tokens,
+        red_flags=RedFlagPolicy(max_completion_tokens=cfg.max_tokens),
+        adapter=cfg.adapter,
+        target=cfg.target,
+    )
+    ckpt = cfg.checkpoint_path
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        chat = model or _model(cfg)
+        if hasattr(chat, "__aenter__"):
+            chat = await stack.enter_async_context(chat)  # type: ignore[arg-type]
+        executor: Executor = Executor(  # type: ignore[type-arg]
+            chat,
+            voter,
+            checkpoint=ckpt,
+            checkpoint_every=cfg.checkpoint_every,
+            trace=cfg.trace,
+            progress=cfg.progress,
+            calibration_steps=cfg.calibration_steps,
+            calibration_samples=cfg.calibration_samples,
+        )
+        report = await executor.run(hanoi_chain(cfg.disks), resume=cfg.resume)
+    if report.expected_samples_per_step is None and cfg.model == TASK_SPECIFIC and report.k:
+        valid = 1.0 - cfg.red_flag_rate
+        p = (1.0 - cfg.error_rate - cfg.red_flag_rate) / valid if valid > 0 else 0.0
+        if p > 0.5:
+            report.expected_samples_per_step = expected_samples(p, report.k, cfg.red_flag_rate)
+    return report

@@ -1,0 +1,1 @@
+"""Subcommands of the ``mdap`` CLI, one module each (see mdap/cli.py)."""

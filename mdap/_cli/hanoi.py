@@ -1,0 +1,102 @@
+"""``mdap hanoi``: solve Towers of Hanoi by voting (MAKER replication)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from mdap.errors import ConfigError
+
+__all__ = ["add_parser"]
+
+
+def _k(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"k must be a positive integer or 'auto', got {value!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"k must be >= 1, got {k}")
+    return k
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``hanoi`` subcommand."""
+    p = sub.add_parser(
+        "hanoi",
+        help="solve Towers of Hanoi by voting (MAKER replication)",
+        description="Solve N-disk Towers of Hanoi one voted move at a time, verifying every move.",
+    )
+    p.add_argument("--disks", type=int, default=20, help="number of disks (2^N - 1 moves; default 20)")
+    p.add_argument("--model", default="simulated", help="simulated | local | http(s)://server/v1 (default simulated)")
+    p.add_argument("--adapter", default=None, help="LoRA adapter name the worker samples from")
+    p.add_argument("--error-rate", type=float, default=0.002, help="simulated: per-sample error rate")
+    p.add_argument("--red-flag-rate", type=float, default=0.0, help="simulated: malformed/over-long sample rate")
+    p.add_argument("--correlation", type=float, default=0.0, help="simulated: how often wrong samples agree")
+    p.add_argument("--latency", type=float, default=0.0, help="simulated: seconds per request")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated model")
+    p.add_argument("--k", type=_k, default=3, help="vote margin, or 'auto' to calibrate it (default 3)")
+    p.add_argument("--target", type=float, default=0.95, help="k=auto: whole-run success target")
+    p.add_argument("--temperature", type=float, default=0.1, help="sampling temperature")
+    p.add_argument("--first-temperature", type=float, default=None, help="temperature of each step's first sample")
+    p.add_argument("--max-samples", type=int, default=100, help="sample cap per step")
+    p.add_argument("--max-tokens", type=int, default=750, help="completion token limit (longer = red flag)")
+    p.add_argument("--run-dir", type=Path, default=None, help="checkpoint directory (default .mdap/hanoi-N)")
+    p.add_argument("--trace", type=Path, default=None, help="write a JSONL trace of every decided step")
+    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the run directory")
+    p.add_argument("--checkpoint-every", type=int, default=10_000, help="steps between checkpoints")
+    p.add_argument("--report", type=Path, default=None, help="write the run report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=_hanoi)
+
+
+def _hanoi(args: argparse.Namespace) -> int:
+    from mdap.evals.hanoi import HanoiConfig, run_hanoi
+
+    cfg = HanoiConfig.build(
+        disks=args.disks,
+        model=args.model,
+        adapter=args.adapter,
+        error_rate=args.error_rate,
+        red_flag_rate=args.red_flag_rate,
+        correlation=args.correlation,
+        latency=args.latency,
+        seed=args.seed,
+        k=args.k,
+        target=args.target,
+        temperature=args.temperature,
+        first_temperature=args.first_temperature,
+        max_samples=args.max_samples,
+        max_tokens=args.max_tokens,
+        run_dir=args.run_dir,
+        trace=args.trace,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+    )
+    if args.report is not None:
+        _check_writable(args.report)
+    report = asyncio.run(run_hanoi(cfg))
+    if args.report is not None:
+        report.write(args.report)
+    data = report.summary_dict()
+    keys = (
+        "task", "steps", "total_steps", "errors", "samples", "mean_samples_per_step",
+        "expected_samples_per_step", "red_flags", "k", "wall_seconds", "steps_per_second", "failure",
+    )  # fmt: skip
+    width = max(map(len, keys))
+    for key in keys:
+        value = data[key]
+        shown = f"{value:,.3f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
+        print(f"{key:<{width}}  {shown}")
+    return 0 if report.ok else 1
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write the report to {path}: directory {parent} does not exist")

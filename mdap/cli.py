@@ -1,0 +1,54 @@
+"""The ``mdap`` command line. Each subcommand lives in its own module under ``mdap/_cli`` with an
+``add_parser(subparsers)`` function; the handler it sets returns the exit code.
+
+Exit codes: 0 success, 1 the run finished but failed (a step undecided, a verifier error, a runtime error),
+2 bad input (flags, config, checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from mdap.errors import CheckpointError, ConfigError, MdapError
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+# One line per subcommand module (mdap/_cli/<name>.py); the order is the order of `mdap --help`.
+_COMMANDS = (
+    "mdap._cli.hanoi",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="mdap", description="Massively decomposed agentic processes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (also the console script's entry point)."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (ConfigError, CheckpointError) as err:
+        print(f"mdap: error: {err}", file=sys.stderr)
+        return 2
+    except MdapError as err:
+        print(f"mdap: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mdap: interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

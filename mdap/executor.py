@@ -1,0 +1,250 @@
+"""The executor: the tight loop that decides a long chain of microsteps by voting.
+
+``run -> render -> vote (sample, red-flag, parse, tally) -> verify -> apply -> trace`` for every step. It
+streams its trace to disk, keeps memory O(1) in the number of steps, and checkpoints every N steps so a
+killed run resumes where it stopped (at most one checkpoint interval is redone).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from mdap.errors import ConfigError, VoteFailed
+from mdap.models import ChatModel
+from mdap.voters import Calibration, FirstToAheadByK, Voter, expected_samples, sample_ballot
+
+from ._progress import Progress
+from .checkpoint import Checkpoint, TraceWriter
+from .microstep import Chain
+from .report import RunReport
+
+__all__ = ["Executor"]
+
+S = TypeVar("S")
+A = TypeVar("A")
+
+_MAX_ERROR_MESSAGES = 10
+
+
+class Executor(Generic[S, A]):
+    """Runs a :class:`~mdap.microstep.Chain` with a voter on a model.
+
+    Args:
+        model: where samples come from.
+        voter: decides each step; a ``FirstToAheadByK(k="auto")`` is calibrated first.
+        checkpoint: checkpoint file; None = no checkpoints (and no resume).
+        checkpoint_every: steps between checkpoints.
+        trace: JSONL trace file (one line per decided step); None = no trace.
+        progress: show a progress bar on stderr.
+        calibration_steps: steps sampled to estimate p when k is "auto".
+        calibration_samples: samples drawn at each calibration step.
+        stop_on_error: stop at the first answer the verifier rejects (the default keeps going and counts).
+    """
+
+    def __init__(
+        self,
+        model: ChatModel,
+        voter: Voter,
+        *,
+        checkpoint: Path | None = None,
+        checkpoint_every: int = 10_000,
+        trace: Path | None = None,
+        progress: bool = False,
+        calibration_steps: int = 100,
+        calibration_samples: int = 10,
+        stop_on_error: bool = False,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        if calibration_steps < 1 or calibration_samples < 2:
+            raise ConfigError("calibration needs at least 1 step and 2 samples per step")
+        self.model = model
+        self.voter = voter
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.trace = trace
+        self.progress = progress
+        self.calibration_steps = calibration_steps
+        self.calibration_samples = calibration_samples
+        self.stop_on_error = stop_on_error
+
+    async def calibrate(self, chain: Chain[S, A], voter: FirstToAheadByK) -> Calibration:
+        """Draw ``calibration_samples`` at each of the first ``calibration_steps`` states of the chain.
+
+        The chain advances by each step's plurality answer; nothing is traced or counted in the report.
+        """
+        ms = chain.microstep
+        cal = Calibration()
+        state = chain.initial
+        for _ in range(min(self.calibration_steps, chain.steps)):
+            ballot = await sample_ballot(
+                self.model,
+                ms.render(state),
+                ms.parse,
+                self.calibration_samples,
+                temperature=voter.temperature,
+                red_flags=voter.red_flags,
+                max_tokens=voter.max_tokens,
+                adapter=voter.adapter,
+            )
+            right = cal.add(ballot)
+            if right is None:
+                break  # every sample red-flagged: the chain cannot advance
+            state = ms.apply(state, right)  # type: ignore[arg-type]
+        return cal
+
+    async def run(self, chain: Chain[S, A], *, resume: bool = False) -> RunReport:
+        """Decide every step of ``chain`` (or continue a checkpointed run) and return the report.
+
+        A step that cannot be decided ends the run with ``completed=False`` and the failure in the report.
+
+        Raises:
+            CheckpointError: ``resume`` with a missing, unreadable or foreign checkpoint or trace.
+            ConfigError: k="auto" and the calibration shows p <= 1/2 (voting cannot work).
+        """
+        ms = chain.microstep
+        if resume and self.checkpoint is None:
+            raise ConfigError("resume needs a checkpoint file")
+        ckpt = Checkpoint.load(self.checkpoint, ms.fingerprint) if resume and self.checkpoint else None
+        counters: dict[str, Any] = dict(ckpt.counters) if ckpt else {}
+        start = ckpt.next_step if ckpt else 0
+        state: S = ms.load_state(ckpt.state) if ckpt else chain.initial
+
+        voter = self.voter
+        k: int | None = getattr(voter, "k", None) if isinstance(getattr(voter, "k", None), int) else None
+        calibration = ckpt.calibration if ckpt else None
+        if isinstance(voter, FirstToAheadByK) and voter.k == "auto":
+            if ckpt and ckpt.k is not None:
+                k = ckpt.k
+            else:
+                cal = await self.calibrate(chain, voter)
+                k = cal.k_for(chain.steps, voter.target)
+                calibration = cal.summary(chain.steps, voter.target)
+            voter = voter.with_k(k)
+
+        samples = int(counters.get("samples", 0))
+        red_flags: dict[str, int] = dict(counters.get("red_flags", {}))
+        completion_tokens = int(counters.get("completion_tokens", 0))
+        prompt_tokens = int(counters.get("prompt_tokens", 0))
+        contested = int(counters.get("contested_steps", 0))
+        verifier = chain.verifier
+        errors = int(counters.get("errors", 0))
+        first_error: int | None = counters.get("first_error_step")
+        messages: list[str] = list(counters.get("error_messages", []))
+        prior_wall = float(counters.get("wall_seconds", 0.0))
+
+        trace = TraceWriter(self.trace, resume_bytes=ckpt.trace_bytes if ckpt else None) if self.trace else None
+        if ckpt and self.trace and ckpt.trace_bytes is None:
+            raise ConfigError("the checkpoint was written without a trace; resume without --trace")
+        bar = Progress(chain.steps, start, enabled=self.progress, desc=ms.fingerprint)
+        t0 = time.perf_counter()
+        session_samples = 0
+        failure: VoteFailed | None = None
+
+        def snapshot(next_step: int) -> dict[str, Any]:
+            return {
+                "samples": samples,
+                "red_flags": red_flags,
+                "completion_tokens": completion_tokens,
+                "prompt_tokens": prompt_tokens,
+                "contested_steps": contested,
+                "errors": errors,
+                "first_error_step": first_error,
+                "error_messages": messages,
+                "wall_seconds": prior_wall + time.perf_counter() - t0,
+            }
+
+        def save(next_step: int) -> None:
+            if self.checkpoint is None:
+                return
+            Checkpoint(
+                task=ms.fingerprint,
+                next_step=next_step,
+                state=ms.dump_state(state),
+                k=k,
+                calibration=calibration,
+                counters=snapshot(next_step),
+                trace_bytes=trace.sync() if trace else None,
+            ).save(self.checkpoint)
+
+        every = self.checkpoint_every
+        render, parse, apply, decide = ms.render, ms.parse, ms.apply, voter.decide
+        model = self.model
+        step = start
+        try:
+            for step in range(start, chain.steps):
+                try:
+                    d = await decide(model, render(state), parse)
+                except VoteFailed as err:
+                    failure = err.with_step(step)
+                    break
+                samples += d.samples
+                session_samples += d.samples
+                completion_tokens += d.completion_tokens
+                prompt_tokens += d.prompt_tokens
+                if d.red_flags:
+                    for kind, c in d.red_flags.items():
+                        red_flags[kind] = red_flags.get(kind, 0) + c
+                if len(d.votes) > 1:
+                    contested += 1
+                if verifier is not None:
+                    problem = verifier(step, state, d.answer)
+                    if problem is not None:
+                        errors += 1
+                        if first_error is None:
+                            first_error = step
+                        if len(messages) < _MAX_ERROR_MESSAGES:
+                            messages.append(f"step {step}: {problem}")
+                state = apply(state, d.answer)
+                if trace is not None:
+                    trace.write(
+                        {
+                            "step": step,
+                            "answer": ms.dump_answer(d.answer),
+                            "samples": d.samples,
+                            "votes": d.votes,
+                            "red_flags": d.red_flags,
+                        }
+                    )
+                done = step + 1
+                if done % every == 0:
+                    save(done)
+                if done & 1023 == 0:
+                    bar.update(done, session_samples)
+                if self.stop_on_error and first_error == step:
+                    step = done
+                    break
+            else:
+                step = chain.steps
+            save(step)
+        finally:
+            bar.update(step, session_samples)
+            bar.close()
+            if trace is not None:
+                trace.close()
+
+        final = snapshot(step)
+        p = (calibration or {}).get("p")
+        return RunReport(
+            task=ms.fingerprint,
+            total_steps=chain.steps,
+            steps=step,
+            completed=step == chain.steps,
+            errors=errors if verifier is not None else None,
+            first_error_step=first_error,
+            error_messages=messages,
+            samples=samples,
+            red_flags=red_flags,
+            contested_steps=contested,
+            completion_tokens=completion_tokens,
+            prompt_tokens=prompt_tokens,
+            wall_seconds=final["wall_seconds"],
+            k=k,
+            calibration=calibration,
+            expected_samples_per_step=expected_samples(p, k) if p and k and p > 0.5 else None,
+            resumed_from=start if ckpt else None,
+            failure=str(failure) if failure else None,
+            failure_tally=failure.tally if failure else None,
+        )

@@ -1,0 +1,41 @@
+"""Turn a model spec from the command line or a config ("local", a server URL) into a ChatModel."""
+
+from __future__ import annotations
+
+from mdap.errors import ConfigError
+
+from .base import ChatModel
+
+__all__ = ["TASK_SPECIFIC", "from_spec"]
+
+TASK_SPECIFIC = "simulated"
+"""The simulated backend needs a task's oracle, so the task (e.g. Hanoi) builds it, not this registry."""
+
+
+def from_spec(spec: str, *, model_name: str | None = None, adapter: str | None = None) -> ChatModel:
+    """Build the backend ``spec`` names.
+
+    Args:
+        spec: ``"local"`` (the embedded vLLM CPU server) or an ``http(s)://`` base URL of an OpenAI-compatible
+            server.
+        model_name: the served model to ask for (URL backends); None = the server's first model.
+        adapter: the LoRA adapter to use by default.
+
+    Raises:
+        ConfigError: an unknown spec, or a backend whose optional dependencies are missing.
+    """
+    if spec == "local":
+        try:
+            from .local import LocalModel
+        except ImportError as err:
+            raise ConfigError(f"--model local is not available: {err}. Install it with: pip install 'mdap[local]'") from err
+        return LocalModel()  # type: ignore[no-any-return]
+    if spec.startswith(("http://", "https://")):
+        try:
+            from .openai_compat import OpenAICompatible
+        except ImportError as err:
+            raise ConfigError(f"the OpenAI-compatible backend is not available: {err}") from err
+        return OpenAICompatible(spec, model_name)  # type: ignore[no-any-return]
+    raise ConfigError(
+        f"unknown model {spec!r}: use 'simulated', 'local', or the http(s):// URL of an OpenAI-compatible server"
+    )

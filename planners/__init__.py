@@ -1,0 +1,1 @@
+"""Planners: decomposition strategies that turn tasks into validated plans."""

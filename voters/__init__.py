@@ -1,0 +1,41 @@
+"""Voting-based error correction: first-to-ahead-by-k, majority, red flags and reliability math."""
+
+from __future__ import annotations
+
+from .ahead_by_k import FirstToAheadByK
+from .base import Ballot, Decision, Parser, Voter
+from .calibration import Calibration, sample_ballot
+from .majority import Majority
+from .redflags import NO_RED_FLAGS, PARSE, TOO_LONG, TRUNCATED, RedFlagPolicy
+from .reliability import (
+    PEstimate,
+    estimate_p,
+    expected_cost,
+    expected_samples,
+    k_min,
+    step_error,
+    task_success,
+)
+
+__all__ = [
+    "NO_RED_FLAGS",
+    "PARSE",
+    "TOO_LONG",
+    "TRUNCATED",
+    "Ballot",
+    "Calibration",
+    "Decision",
+    "FirstToAheadByK",
+    "Majority",
+    "PEstimate",
+    "Parser",
+    "RedFlagPolicy",
+    "Voter",
+    "estimate_p",
+    "expected_cost",
+    "expected_samples",
+    "k_min",
+    "sample_ballot",
+    "step_error",
+    "task_success",
+]

@@ -1,0 +1,134 @@
+"""What every voter shares: the Decision it returns, the Voter protocol, and the per-step ballot box."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from mdap.errors import RedFlag, VoteFailed
+from mdap.models import ChatModel, Sample
+from mdap.types import Message
+
+from .redflags import PARSE, RedFlagPolicy
+
+__all__ = ["Ballot", "Decision", "Parser", "Voter"]
+
+A = TypeVar("A")
+
+Parser = Callable[[str], A]
+"""Turns a sample's text into an answer, raising :class:`~mdap.errors.RedFlag` on anything suspicious.
+
+The answer must be hashable: equal answers are the same vote (parse to a canonical form)."""
+
+
+@dataclass(slots=True)
+class Decision(Generic[A]):
+    """The outcome of one vote.
+
+    Attributes:
+        answer: the decided (parsed, canonical) answer.
+        samples: samples drawn for the step, red-flagged ones included.
+        votes: votes per distinct answer, the decided answer first.
+        red_flags: red-flag counts by kind.
+        completion_tokens: tokens generated over all samples of the step.
+        prompt_tokens: prompt tokens over all requests of the step, when the backend reports them.
+    """
+
+    answer: A
+    samples: int
+    votes: list[int]
+    red_flags: dict[str, int] = field(default_factory=dict)
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+
+
+class Voter(Protocol):
+    """Decides one step from samples of a model."""
+
+    async def decide(
+        self, model: ChatModel, messages: Sequence[Message], parse: Parser[A]
+    ) -> Decision[A]:
+        """Draw samples of ``messages`` and return the decided answer, or raise VoteFailed."""
+        ...
+
+
+class Ballot(Generic[A]):
+    """The votes of one step: red-flags, parses (cached by text) and tallies samples.
+
+    Identical texts parse identically, so each distinct text is parsed once per step.
+    """
+
+    __slots__ = ("_parsed", "answers", "completion_tokens", "flags", "order", "prompt_tokens", "samples", "tally")
+
+    def __init__(self) -> None:
+        self.tally: dict[Hashable, int] = {}
+        self.order: list[Hashable] = []
+        self.flags: dict[str, int] = {}
+        self.samples = 0
+        self.completion_tokens = 0
+        self.prompt_tokens = 0
+        self._parsed: dict[str, A | str] = {}
+
+    def cast(self, sample: Sample, parse: Parser[A], policy: RedFlagPolicy) -> A | None:
+        """Count one sample; return its answer, or None if it was red-flagged."""
+        self.samples += 1
+        self.completion_tokens += sample.completion_tokens
+        flag = policy.check(sample)
+        if flag is None:
+            text = sample.text
+            cached = self._parsed.get(text, self)
+            if cached is self:
+                try:
+                    answer = parse(text)
+                except RedFlag as err:
+                    flag = err.kind or PARSE
+                    self._parsed[text] = _Flagged(flag)
+                else:
+                    self._parsed[text] = answer
+                    return self._vote(answer)
+            elif isinstance(cached, _Flagged):
+                flag = cached.kind
+            else:
+                return self._vote(cached)  # type: ignore[arg-type]
+        self.flags[flag] = self.flags.get(flag, 0) + 1
+        return None
+
+    def _vote(self, answer: A) -> A:
+        count = self.tally.get(answer)
+        if count is None:
+            self.order.append(answer)
+            self.tally[answer] = 1
+        else:
+            self.tally[answer] = count + 1
+        return answer
+
+    def leader(self) -> tuple[Hashable | None, int]:
+        """The answer with most votes (earliest on ties) and its lead over the runner-up."""
+        best: Hashable | None = None
+        top = second = 0
+        for answer in self.order:
+            c = self.tally[answer]
+            if c > top:
+                best, second, top = answer, top, c
+            elif c > second:
+                second = c
+        return best, top - second
+
+    def decision(self, answer: A) -> Decision[A]:
+        """The Decision for ``answer`` with this ballot's counts (decided answer's votes first)."""
+        votes = sorted((c for a, c in self.tally.items() if a != answer), reverse=True)
+        votes.insert(0, self.tally[answer])
+        return Decision(answer, self.samples, votes, self.flags, self.completion_tokens, self.prompt_tokens)
+
+    def failure(self, message: str) -> VoteFailed:
+        """A VoteFailed carrying this ballot's tally and red flags."""
+        tally = {repr(a): c for a, c in sorted(self.tally.items(), key=lambda kv: -kv[1])}
+        return VoteFailed(message, tally=tally, red_flags=self.flags, samples=self.samples)
+
+
+class _Flagged:
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
