@@ -72,7 +72,7 @@ class TraceWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_bytes is None:
-            self._f: IO[str] = open(path, "w", buffering=1 << 20)
+            self._f: IO[str] = open(path, "w", buffering=1 << 20)  # noqa: SIM115 -- held open for the run
             return
         try:
             size = path.stat().st_size
@@ -86,7 +86,7 @@ class TraceWriter:
         _check_tail(path, resume_bytes)
         with open(path, "r+b") as raw:
             raw.truncate(resume_bytes)
-        self._f = open(path, "a", buffering=1 << 20)
+        self._f = open(path, "a", buffering=1 << 20)  # noqa: SIM115 -- held open for the run
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""

@@ -24,18 +24,6 @@ def from_spec(spec: str, *, model_name: str | None = None, adapter: str | None =
     Raises:
         ConfigError: an unknown spec, or a backend whose optional dependencies are missing.
     """
-    if spec == "local":
-        try:
-            from .local import LocalModel
-        except ImportError as err:
-            raise ConfigError(f"--model local is not available: {err}. Install it with: pip install 'mdap[local]'") from err
-        return LocalModel()  # type: ignore[no-any-return]
-    if spec.startswith(("http://", "https://")):
-        try:
-            from .openai_compat import OpenAICompatible
-        except ImportError as err:
-            raise ConfigError(f"the OpenAI-compatible backend is not available: {err}") from err
-        return OpenAICompatible(spec, model_name)  # type: ignore[no-any-return]
     raise ConfigError(
         f"unknown model {spec!r}: use 'simulated', 'local', or the http(s):// URL of an OpenAI-compatible server"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
@@ -68,18 +68,18 @@ class FirstToAheadByK:
         return replace(self, k=k)
 
     async def _draw(self, model: ChatModel, messages: Sequence[Message], n: int, first: bool) -> list[Sample]:
-        t0 = self.first_temperature
-        if first and t0 is not None and t0 != self.temperature:
-            if n == 1:
-                return await model.sample(messages, n=1, temperature=t0, max_tokens=self.max_tokens, adapter=self.adapter)
-            head, rest = await asyncio.gather(
-                model.sample(messages, n=1, temperature=t0, max_tokens=self.max_tokens, adapter=self.adapter),
-                model.sample(messages, n=n - 1, temperature=self.temperature, max_tokens=self.max_tokens, adapter=self.adapter),
+        def ask(count: int, temperature: float) -> Awaitable[list[Sample]]:
+            return model.sample(
+                messages, n=count, temperature=temperature, max_tokens=self.max_tokens, adapter=self.adapter
             )
-            return head + rest
-        return await model.sample(
-            messages, n=n, temperature=self.temperature, max_tokens=self.max_tokens, adapter=self.adapter
-        )
+
+        t0 = self.first_temperature
+        if not first or t0 is None or t0 == self.temperature:
+            return await ask(n, self.temperature)
+        if n == 1:
+            return await ask(1, t0)
+        head, rest = await asyncio.gather(ask(1, t0), ask(n - 1, self.temperature))
+        return head + rest
 
     async def decide(self, model: ChatModel, messages: Sequence[Message], parse: Parser[A]) -> Decision[A]:
         """Vote on one step.
@@ -90,7 +90,7 @@ class FirstToAheadByK:
         """
         k = self.k
         if not isinstance(k, int):
-            raise ConfigError("k='auto' must be resolved by a calibration run before voting (see mdap.voters.calibrate)")
+            raise ConfigError("k='auto' must be resolved by a calibration before voting (see Calibration.k_for)")
         ballot: Ballot[A] = Ballot()
         policy = self.red_flags
         need = k

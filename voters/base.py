@@ -46,9 +46,7 @@ class Decision(Generic[A]):
 class Voter(Protocol):
     """Decides one step from samples of a model."""
 
-    async def decide(
-        self, model: ChatModel, messages: Sequence[Message], parse: Parser[A]
-    ) -> Decision[A]:
+    async def decide(self, model: ChatModel, messages: Sequence[Message], parse: Parser[A]) -> Decision[A]:
         """Draw samples of ``messages`` and return the decided answer, or raise VoteFailed."""
         ...
 
@@ -68,7 +66,7 @@ class Ballot(Generic[A]):
         self.samples = 0
         self.completion_tokens = 0
         self.prompt_tokens = 0
-        self._parsed: dict[str, A | str] = {}
+        self._parsed: dict[str, A | _Flagged] = {}
 
     def cast(self, sample: Sample, parse: Parser[A], policy: RedFlagPolicy) -> A | None:
         """Count one sample; return its answer, or None if it was red-flagged."""

@@ -108,9 +108,7 @@ def expected_samples(p: float, k: int, red_flag_rate: float = 0.0) -> float:
     return valid / (1.0 - red_flag_rate)
 
 
-def expected_cost(
-    p: float, k: int, steps: int, cost_per_sample: float = 1.0, red_flag_rate: float = 0.0
-) -> float:
+def expected_cost(p: float, k: int, steps: int, cost_per_sample: float = 1.0, red_flag_rate: float = 0.0) -> float:
     """Expected total cost of a run: ``steps * expected_samples(p, k) * cost_per_sample``."""
     if steps < 0:
         raise ConfigError(f"steps must be >= 0, got {steps}")

@@ -64,8 +64,7 @@ class HanoiConfig(BaseModel):
             return cls.model_validate(values)
         except ValidationError as err:
             problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {e.get('input')!r})"
-                for e in err.errors()
+                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {e.get('input')!r})" for e in err.errors()
             )
             raise ConfigError(f"invalid Hanoi settings: {problems}") from None
 

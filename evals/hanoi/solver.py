@@ -54,7 +54,7 @@ def _state_from_prompt(messages: Sequence[Message]) -> HanoiState:
     prev_text = head.rpartition("Previous move: ")[2]
     prev = None if prev_text == "none" else tuple(json.loads(prev_text))
     raw = json.loads(state)
-    return HanoiState((tuple(raw[0]), tuple(raw[1]), tuple(raw[2])), prev)  # type: ignore[arg-type]
+    return HanoiState((tuple(raw[0]), tuple(raw[1]), tuple(raw[2])), prev)
 
 
 def hanoi_oracle(messages: Sequence[Message]) -> str:
