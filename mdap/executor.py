@@ -179,6 +179,10 @@ class Executor(Generic[S, A]):
                     d = await decide(model, render(state), parse)
                 except VoteFailed as err:
                     failure = err.with_step(step)
+                    samples += err.samples
+                    session_samples += err.samples
+                    for kind, c in err.red_flags.items():
+                        red_flags[kind] = red_flags.get(kind, 0) + c
                     break
                 samples += d.samples
                 session_samples += d.samples
