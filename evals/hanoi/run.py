@@ -14,7 +14,7 @@ from mdap.microstep import Chain
 from mdap.models import ChatModel
 from mdap.models.registry import TASK_SPECIFIC, from_spec
 from mdap.report import RunReport
-from mdap.voters import FirstToAheadByK, RedFlagPolicy, expected_samples
+from mdap.voters import NO_RED_FLAGS, FirstToAheadByK, RedFlagPolicy, expected_samples
 
 from .solver import simulated_hanoi_model
 from .task import HanoiStep
@@ -42,6 +42,7 @@ class HanoiConfig(BaseModel):
     first_temperature: float | None = Field(None, ge=0.0, description="temperature of each step's first sample")
     max_samples: int = Field(100, ge=1, description="sample cap per step before VoteFailed")
     max_tokens: int = Field(750, ge=1, description="completion token limit (longer samples are red-flagged)")
+    red_flags: bool = Field(True, description="discard over-long/truncated samples before voting (False: none)")
     run_dir: Path | None = Field(None, description="where the checkpoint lives (default .mdap/hanoi-<disks>)")
     trace: Path | None = Field(None, description="JSONL trace file, one line per decided step")
     resume: bool = Field(False, description="continue the run checkpointed in run_dir")
@@ -110,7 +111,7 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None) -> RunRepo
         first_temperature=cfg.first_temperature,
         max_samples=cfg.max_samples,
         max_tokens=cfg.max_tokens,
-        red_flags=RedFlagPolicy(max_completion_tokens=cfg.max_tokens),
+        red_flags=RedFlagPolicy(max_completion_tokens=cfg.max_tokens) if cfg.red_flags else NO_RED_FLAGS,
         adapter=cfg.adapter,
         target=cfg.target,
     )

@@ -43,6 +43,8 @@ def strategy_move(state: HanoiState) -> Move:
     if state.prev is None or state.prev[0] != 1:
         return (1, one, (one + 1) % 3)
     a, b = (one + 1) % 3, (one + 2) % 3
+    if not pegs[a] and not pegs[b]:  # every disk under disk 1: only reachable after a wrong move
+        return (1, one, (one + 1) % 3)
     if not pegs[a] or (pegs[b] and pegs[b][-1] < pegs[a][-1]):
         a, b = b, a
     return (pegs[a][-1], a, b)
