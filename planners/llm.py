@@ -1,0 +1,164 @@
+"""LLMPlanner: ask a model for a JSON plan, validate it, and re-ask with the validation error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mdap.errors import ConfigError, PlanError, RedFlag, VoteFailed
+from mdap.models import ChatModel
+from mdap.types import Message
+from mdap.voters import Voter
+
+from .plan import Plan, ReplanContext, Task, canonical_key, parse_plan, role_table
+
+__all__ = ["PLANNER_SYSTEM", "LLMPlanner"]
+
+PLANNER_SYSTEM = """You are the planner of a multi-agent system. Split the user's task into small, self-contained \
+subtasks that worker roles can each do alone. A subtask sees only its own instruction and the results of the \
+subtasks it depends on, so write every instruction in full.
+
+Worker roles:
+{roles}
+
+Reply with JSON only, in exactly this form:
+{{"subtasks": [{{"id": "s1", "instruction": "...", "role": "<a role name>", "depends_on": []}}]}}
+Ids are short and unique; depends_on lists ids of earlier subtasks; the dependencies must form a DAG (no cycles).
+The results of the subtasks nothing depends on make the final answer."""
+
+
+class _Voted:
+    """A parsed plan as a vote: equal (and hashing equal) for plans equal up to renaming of ids."""
+
+    __slots__ = ("key", "plan")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.key = canonical_key(plan)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Voted) and other.key == self.key
+
+
+@dataclass
+class LLMPlanner:
+    """Plans by asking a model for a JSON plan.
+
+    Each reply is parsed and validated (pydantic schema, then networkx: acyclic, unique ids, known roles,
+    dependencies exist). On an invalid reply the planner asks again, showing the model its reply and the exact
+    validation error, up to ``max_attempts`` replies in all, then raises :class:`~mdap.errors.PlanError`.
+
+    Args:
+        model: the planner model.
+        max_attempts: replies to try before giving up (>= 1).
+        voter: vote on the plan (canonical form: the DAG up to renaming of ids; invalid plans are red-flagged);
+            None asks for one sample at ``temperature``.
+        temperature: sampling temperature when there is no voter.
+        max_tokens: completion token limit of a reply.
+        adapter: the LoRA adapter (served model name) of the planner.
+        max_subtasks: reject plans with more subtasks (task explosion guard); None = no cap.
+        system_prompt: replaces :data:`PLANNER_SYSTEM` (must contain ``{roles}``).
+    """
+
+    model: ChatModel
+    max_attempts: int = 3
+    voter: Voter | None = None
+    temperature: float = 0.0
+    max_tokens: int | None = 2048
+    adapter: str | None = None
+    max_subtasks: int | None = None
+    system_prompt: str = PLANNER_SYSTEM
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if "{roles}" not in self.system_prompt:
+            raise ConfigError("the planner's system_prompt must contain '{roles}' where the role list goes")
+
+    def messages(self, task: Task, roles: Mapping[str, str], context: ReplanContext | None = None) -> list[Message]:
+        """The first prompt for ``task`` (and the failure context of a replan)."""
+        user = f"Task:\n{task.text}"
+        if task.inputs:
+            user += f"\n\nInputs:\n{json.dumps(task.inputs, indent=1, default=str)[:4000]}"
+        if task.files:
+            user += "\n\nFiles in the workspace: " + ", ".join(task.files)
+        if context is not None:
+            user += "\n\n" + _replan_text(context)
+        return [
+            {"role": "system", "content": self.system_prompt.format(roles=role_table(roles))},
+            {"role": "user", "content": user},
+        ]
+
+    async def plan(self, task: Task, roles: Mapping[str, str], context: ReplanContext | None = None) -> Plan:
+        """Ask for a plan, re-asking with the validation error; see the class docstring.
+
+        Raises:
+            PlanError: no valid plan after ``max_attempts`` replies (names the last error).
+        """
+        messages = self.messages(task, roles, context)
+        names = list(roles)
+        errors: list[str] = []
+        for _attempt in range(self.max_attempts):
+            reply, error = await self._ask(messages, names)
+            if isinstance(reply, Plan):
+                return reply
+            errors.append(error)
+            messages = [
+                *messages,
+                {"role": "assistant", "content": reply},
+                {
+                    "role": "user",
+                    "content": f"That plan is invalid: {error}\nReply with the corrected JSON plan only.",
+                },
+            ]
+        raise PlanError(
+            f"no valid plan after {self.max_attempts} replies; last error: {errors[-1]}"
+            + (f" (earlier: {'; '.join(errors[:-1])})" if len(errors) > 1 else "")
+            + ". Use a stronger planner model, raise max_attempts, or give a StaticPlanner."
+        )
+
+    async def _ask(self, messages: list[Message], roles: list[str]) -> tuple[Plan | str, str]:
+        """One attempt: the valid plan, or (the reply text, the validation error)."""
+        if self.voter is None:
+            [sample] = await self.model.sample(
+                messages, n=1, temperature=self.temperature, max_tokens=self.max_tokens, adapter=self.adapter
+            )
+            try:
+                return parse_plan(sample.text, roles, max_subtasks=self.max_subtasks), ""
+            except PlanError as err:
+                return sample.text, str(err)
+        last: list[tuple[str, str]] = []
+
+        def parse(text: str) -> _Voted:
+            try:
+                return _Voted(parse_plan(text, roles, max_subtasks=self.max_subtasks))
+            except PlanError as err:
+                last.append((text, str(err)))
+                raise RedFlag("plan", str(err)) from err
+
+        try:
+            decision = await self.voter.decide(self.model, messages, parse)
+        except VoteFailed as err:
+            if last:
+                return last[-1]
+            return "", f"the planner votes did not agree ({err})"
+        return decision.answer.plan, ""
+
+
+def _replan_text(context: ReplanContext) -> str:
+    lines = [f"A previous plan failed (replan {context.attempt}). Failed subtasks:"]
+    for f in context.failures:
+        lines.append(f"- {f.id} (role {f.role}): {f.instruction[:300]}\n  error: {f.error[:500]}")
+    if context.completed:
+        lines.append("Completed subtasks (keep id, instruction, role and depends_on unchanged to reuse a result):")
+        by_id = context.previous.by_id()
+        for sid, result in list(context.completed.items())[:50]:
+            s = by_id.get(sid)
+            if s is not None:
+                lines.append(f"- {json.dumps(s.model_dump())} -> {result[:200]}")
+    lines.append("Make a new plan that avoids the failures.")
+    return "\n".join(lines)
