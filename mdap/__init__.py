@@ -46,6 +46,6 @@ __all__ = [
     "Sample",
     "SimulatedModel",
     "Verifier",
-    "Voter",
     "VoteFailed",
+    "Voter",
 ]
