@@ -10,6 +10,8 @@ them*::
     ├── VoteFailed       a step could not be decided within its sample cap (raise k/cap or improve the model)
     ├── ModelError       transport, timeout, server down (check the server; retried where safe)
     ├── PoolError        a worker pool failed to run a step (check the pool/Redis)
+    ├── SubtaskFailed    a pipeline worker could not finish its subtask (retried, then replanned by the coordinator)
+    ├── ToolError        a worker tool refused or failed a call (the worker shows the message to the model)
     └── CheckpointError  a trace or checkpoint cannot be read or resumed (delete it or rerun without resume)
 
 Messages say what was wrong and what to do about it. Exceptions never log in their constructor.
@@ -27,6 +29,8 @@ __all__ = [
     "PlanError",
     "PoolError",
     "RedFlag",
+    "SubtaskFailed",
+    "ToolError",
     "VoteFailed",
 ]
 
@@ -99,6 +103,14 @@ class ModelError(MdapError):
 
 class PoolError(MdapError):
     """A worker pool could not run a step."""
+
+
+class SubtaskFailed(MdapError):
+    """A pipeline worker could not finish its subtask (e.g. its tool loop ran out of rounds)."""
+
+
+class ToolError(MdapError):
+    """A worker tool refused a call (a path outside the workspace, bad arguments) or failed (a timeout)."""
 
 
 class CheckpointError(MdapError):

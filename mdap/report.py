@@ -7,7 +7,19 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["RunReport"]
+__all__ = ["ModuleStats", "RunReport"]
+
+
+class ModuleStats(BaseModel):
+    """What one module of a pipeline (the planner, a worker role) spent in a run."""
+
+    steps: int = Field(default=0, description="subtasks run (or plans made, for the planner)")
+    samples: int = Field(default=0, description="samples drawn, red-flagged included")
+    red_flags: dict[str, int] = Field(default_factory=dict, description="red-flagged samples by kind")
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    cost: float = Field(default=0.0, description="cost in the backend's unit (0 for local models)")
+    model_seconds: float = Field(default=0.0, description="summed latency of the module's model requests")
 
 
 class RunReport(BaseModel):
@@ -30,6 +42,9 @@ class RunReport(BaseModel):
     calibration: dict[str, Any] | None = Field(default=None, description="calibration summary when k was auto")
     expected_samples_per_step: float | None = Field(default=None, description="theory, for the calibrated p")
     resumed_from: int | None = Field(default=None, description="step the last session resumed at")
+    cost: float = Field(default=0.0, description="cost in the backends' unit (0 for local models)")
+    model_seconds: float = Field(default=0.0, description="summed latency of model requests")
+    modules: dict[str, ModuleStats] = Field(default_factory=dict, description="per module: planner, each role")
     failure: str | None = Field(default=None, description="why the run stopped early (e.g. VoteFailed)")
     failure_tally: dict[str, int] | None = Field(default=None, description="the vote tally of a failed step")
 
