@@ -99,7 +99,8 @@ def main() -> None:
         print(
             f"{disks:>5} {m['steps']:>9,.0f} {m['wall']:>8.2f} {m['steps'] / m['wall']:>9,.0f} "
             f"{m['samples'] / m['wall']:>10,.0f} {m['samples'] / m['steps']:>12.4f} {m['expected']:>7.4f} "
-            f"{m['errors']:>6.0f} {m['rss_mb']:>7.1f} {b['wall']:>7.2f} {b['rss_mb']:>8.1f} {m['wall'] / b['wall']:>9.2f}",
+            f"{m['errors']:>6.0f} {m['rss_mb']:>7.1f} {b['wall']:>7.2f} {b['rss_mb']:>8.1f} "
+            f"{m['wall'] / b['wall']:>9.2f}",
             flush=True,
         )
 
