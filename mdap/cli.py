@@ -19,7 +19,10 @@ __all__ = ["build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 # One line per subcommand module (mdap/_cli/<name>.py); the order is the order of `mdap --help`.
-_COMMANDS = ("mdap._cli.hanoi",)
+_COMMANDS = (
+    "mdap._cli.hanoi",
+    "mdap._cli.attribute",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
