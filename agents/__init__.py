@@ -1,1 +1,46 @@
-"""Agents: planner / coordinator / worker roles and the pipeline graph (LangGraph)."""
+"""Pipelines: the planner -> coordinator -> worker graph on LangGraph, defined in Python.
+
+``Pipeline`` is the builder (re-exported from ``mdap``); the coordinator runs a plan's subtasks with bounded
+asyncio inside one LangGraph node; workers are voted microagents with tools.
+"""
+
+from __future__ import annotations
+
+from .coordinator import CoordinatorPolicy, ExecOutcome, Execution, SubtaskResult
+from .events import EVENT_KINDS, Event, EventBus, JsonlTrace
+from .pipeline import DEFAULT_CHECKPOINT, CompiledPipeline, Pipeline
+from .result import RunResult
+from .roles import WorkerRole, default_voter
+from .tools import Limits, Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool
+from .work import Artifact, LocalRunner, StepRunner, WorkItem, WorkOutput
+from .worker import Worker
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "EVENT_KINDS",
+    "Artifact",
+    "CompiledPipeline",
+    "CoordinatorPolicy",
+    "Event",
+    "EventBus",
+    "ExecOutcome",
+    "Execution",
+    "JsonlTrace",
+    "Limits",
+    "LocalRunner",
+    "Pipeline",
+    "RunResult",
+    "StepRunner",
+    "SubtaskResult",
+    "Tool",
+    "WorkItem",
+    "WorkOutput",
+    "Worker",
+    "WorkerRole",
+    "Workspace",
+    "builtin_tools",
+    "default_voter",
+    "file_tools",
+    "python_tool",
+    "shell_tool",
+]

@@ -1,0 +1,437 @@
+"""The coordinator: runs a plan's subtasks as their dependencies finish, inside one LangGraph node.
+
+LangGraph spends ~200 us per super-step or per ``Send`` (more as the fan-out grows), too much for plans of
+thousands of subtasks. So the execute node hands the whole DAG to an :class:`Execution`: a fixed set of
+``max_concurrency`` asyncio consumers takes ready subtasks from a queue, runs each on the step runner (with a
+timeout, retries and exponential backoff), persists its result as it completes, and releases its
+dependents. Per subtask this costs a queue hand-off and a little bookkeeping, whatever the DAG's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mdap.errors import ConfigError, MdapError, PlanError, VoteFailed
+from mdap.planners import Expander, Plan, Subtask, Task
+
+from ._store import ResultStore
+from .events import EventBus
+from .work import Artifact, StepRunner, WorkItem, WorkOutput
+
+__all__ = ["CoordinatorPolicy", "ExecOutcome", "Execution", "SubtaskResult"]
+
+
+class CoordinatorPolicy(BaseModel):
+    """How the coordinator runs subtasks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_concurrency: int = Field(8, ge=1, description="subtasks running at once (enforced)")
+    subtask_timeout_s: float | None = Field(300.0, gt=0, description="seconds per attempt; None = no timeout")
+    retries: int = Field(2, ge=0, description="extra attempts of a failed subtask")
+    backoff_s: float = Field(0.5, ge=0, description="wait before the first retry")
+    backoff_factor: float = Field(2.0, ge=1, description="each retry waits this much longer")
+    max_backoff_s: float = Field(30.0, ge=0, description="longest wait between retries")
+    max_replans: int = Field(1, ge=0, description="replans after subtasks fail for good (0 = never replan)")
+    on_failure: Literal["propagate", "halt"] = Field(
+        "propagate",
+        description="when no replan is left: 'propagate' runs dependents with the failure as context, "
+        "'halt' stops the run",
+    )
+    max_pending: int = Field(100_000, ge=1, description="most unfinished subtasks at once (task explosion guard)")
+    artifact_chars: int = Field(2000, ge=16, description="a dependency's result is cut to this many characters")
+
+
+@dataclass(slots=True)
+class SubtaskResult:
+    """The outcome of one subtask (JSON-able with :meth:`to_record`).
+
+    Attributes:
+        status: ``"ok"`` or ``"failed"``.
+        answer: the voted answer (ok), or None.
+        error: why it failed (failed), or None.
+        cached: the result came from the store (a resumed or replanned run), not a worker call.
+        children: ids of the sub-plan when the subtask was split (recursive planning).
+    """
+
+    id: str
+    role: str
+    status: str
+    answer: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    votes: int = 0
+    samples: int = 0
+    red_flags: dict[str, int] = field(default_factory=dict)
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    cost: float = 0.0
+    model_seconds: float = 0.0
+    tool_calls: int = 0
+    seconds: float = 0.0
+    cached: bool = False
+    children: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the subtask succeeded."""
+        return self.status == "ok"
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> SubtaskResult:
+        """The inverse of :meth:`to_record`."""
+        return cls(**data)
+
+
+@dataclass
+class ExecOutcome:
+    """What one execute pass did.
+
+    Attributes:
+        results: every subtask that finished (nested ones too), by id.
+        failed: ids that failed for good, in the order they failed.
+        not_run: ids never started because the pass stopped at a failure.
+    """
+
+    results: dict[str, SubtaskResult]
+    failed: list[str]
+    not_run: list[str]
+
+
+class _Node:
+    __slots__ = ("dependents", "depth", "fp", "parent", "sinks_left", "subtask", "waiting")
+
+    def __init__(self, subtask: Subtask, fp: str, depth: int, parent: str | None) -> None:
+        self.subtask = subtask
+        self.fp = fp
+        self.depth = depth
+        self.parent = parent
+        self.waiting = 0
+        self.dependents: list[_Node] = []
+        self.sinks_left = 0
+
+
+def _fingerprint(prefix: str, s: Subtask, dep_fps: list[str]) -> str:
+    raw = json.dumps([prefix, s.id, s.role, s.instruction, dep_fps])
+    return hashlib.sha1(raw.encode()).hexdigest()[:24]
+
+
+class Execution:
+    """One execute pass over a plan.
+
+    Args:
+        task: the task (for recursive planning).
+        plan: a validated plan.
+        runner: runs a work item (in process or on a pool).
+        policy: concurrency, timeouts, retries, failure handling.
+        store: where results are persisted as they complete.
+        thread: the run's thread id (the store's key).
+        events: where subtask events go.
+        expander: plans too-big subtasks again (a RecursivePlanner), or None.
+        roles: role name -> description, for the expander.
+        stop_on_failure: stop starting subtasks at the first failure (to replan, or with on_failure='halt').
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        plan: Plan,
+        runner: StepRunner,
+        policy: CoordinatorPolicy,
+        store: ResultStore,
+        thread: str,
+        events: EventBus,
+        expander: Expander | None = None,
+        roles: Mapping[str, str] | None = None,
+        stop_on_failure: bool = False,
+    ) -> None:
+        if len(plan.subtasks) > policy.max_pending:
+            raise PlanError(
+                f"the plan has {len(plan.subtasks)} subtasks, above max_pending={policy.max_pending}; "
+                "raise the cap or plan coarser subtasks"
+            )
+        self.task = task
+        self.runner = runner
+        self.policy = policy
+        self.store = store
+        self.thread = thread
+        self.events = events
+        self.expander = expander
+        self.roles = dict(roles or {})
+        self.stop_on_failure = stop_on_failure
+        self.nodes: dict[str, _Node] = {}
+        self.order: list[str] = []
+        self.results: dict[str, SubtaskResult] = {}
+        self._add(plan.subtasks, prefix="", depth=0, parent=None, outer_deps=None)
+        self.failed: list[str] = []
+        self.pending = len(self.nodes)
+        self.running = 0
+        self.stopping = False
+        self._queue: asyncio.Queue[_Node | None] = asyncio.Queue()
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._consumers = 0
+
+    def _add(
+        self, subtasks: list[Subtask], *, prefix: str, depth: int, parent: _Node | None, outer_deps: list[str] | None
+    ) -> list[_Node]:
+        """Add subtasks (ids prefixed for a sub-plan, roots depending on ``outer_deps``); return those ready now."""
+        by_id = {s.id: s for s in subtasks}
+        indegree = {s.id: len(s.depends_on) for s in subtasks}
+        users: dict[str, list[str]] = {}
+        for s in subtasks:
+            for d in s.depends_on:
+                users.setdefault(d, []).append(s.id)
+        todo = [s.id for s in subtasks if not s.depends_on]
+        fps: dict[str, str] = {}
+        added: list[_Node] = []
+        parent_fp = parent.fp if parent else ""
+        parent_id = parent.subtask.id if parent else None
+        while todo:  # Kahn's order: dependencies before dependents
+            s = by_id[todo.pop()]
+            fp = _fingerprint(parent_fp, s, [fps[d] for d in s.depends_on])
+            fps[s.id] = fp
+            if prefix:
+                deps = [prefix + d for d in s.depends_on] if s.depends_on else list(outer_deps or [])
+                s = s.model_copy(update={"id": prefix + s.id, "depends_on": deps})
+            node = _Node(s, fp, depth, parent_id)
+            self.nodes[s.id] = node
+            added.append(node)
+            for u in users.get(s.id[len(prefix) :], ()):
+                indegree[u] -= 1
+                if indegree[u] == 0:
+                    todo.append(u)
+        if len(added) != len(subtasks):
+            raise PlanError("the plan has a cycle; validate it with mdap.planners.validate_plan first")
+        position = {s.id: i for i, s in enumerate(subtasks)}
+        added.sort(key=lambda n: position[n.subtask.id[len(prefix) :]])
+        ready = []
+        for node in added:
+            self.order.append(node.subtask.id)
+            for d in node.subtask.depends_on:
+                if d in self.results:
+                    continue  # finished before this sub-plan was added (a split subtask's own dependencies)
+                node.waiting += 1
+                self.nodes[d].dependents.append(node)
+            if node.waiting == 0:
+                ready.append(node)
+        return ready
+
+    async def run(self) -> ExecOutcome:
+        """Run every subtask; return when all finished or the pass stopped at a failure."""
+        self._cache = self.store.load(self.thread)
+        nodes = self.nodes
+        for sid in self.order:
+            if nodes[sid].waiting == 0:
+                self._queue.put_nowait(nodes[sid])
+        n = min(self.policy.max_concurrency, max(1, len(self.nodes)))
+        self._consumers = n
+        try:
+            await asyncio.gather(*(self._consume() for _ in range(n)))
+        finally:
+            self.store.flush()
+        not_run = [sid for sid in self.order if sid not in self.results]
+        return ExecOutcome(self.results, self.failed, not_run)
+
+    async def _consume(self) -> None:
+        queue = self._queue
+        while True:
+            node = await queue.get()
+            if node is None:
+                return
+            if self.stopping:
+                continue
+            self.running += 1
+            try:
+                await self._run_node(node)
+            finally:
+                self.running -= 1
+                if self.pending == 0 or (self.stopping and self.running == 0):
+                    for _ in range(self._consumers):
+                        queue.put_nowait(None)
+
+    async def _run_node(self, node: _Node) -> None:
+        s = node.subtask
+        record = self._cache.get(node.fp)
+        if record is not None:
+            status = record.get("status")
+            if status == "ok":
+                self._finish(node, SubtaskResult.from_record({**record, "id": s.id, "cached": True}), persist=False)
+                return
+            if status == "expanded":
+                self._expand(node, Plan.model_validate(record["plan"]), persist=False)
+                return
+        policy = self.policy
+        results = self.results
+        chars = policy.artifact_chars
+        artifacts = []
+        for d in s.depends_on:
+            r = results[d]
+            text = (r.answer if r.ok else r.error) or ""
+            artifacts.append(Artifact(d, r.ok, text if len(text) <= chars else text[:chars] + " ...[cut]"))
+        may_split = self.expander is not None and node.depth < self.expander.max_depth
+        item = WorkItem(s.id, s.role, s.instruction, artifacts, may_split)
+        events = self.events
+        if events.active:
+            events.emit("subtask_started", id=s.id, role=s.role)
+        t0 = time.perf_counter()
+        timeout = policy.subtask_timeout_s
+        runner = self.runner
+        error = ""
+        lost_samples = 0
+        for attempt in range(1, policy.retries + 2):
+            item.attempt = attempt
+            try:
+                if timeout is None:
+                    out = await runner(item)
+                else:
+                    async with asyncio.timeout(timeout):
+                        out = await runner(item)
+            except TimeoutError:
+                error = f"timed out after {timeout:g}s (raise subtask_timeout_s or split the subtask)"
+            except ConfigError:
+                raise  # a wiring mistake (unknown role, bad tool): no retry can fix it
+            except VoteFailed as err:
+                lost_samples += err.samples
+                error = f"VoteFailed: {err}"
+            except MdapError as err:
+                error = f"{type(err).__name__}: {err}"
+            except Exception as err:  # a bug in a tool or a backend: recorded as this subtask's failure
+                error = f"{type(err).__name__}: {err}"
+            else:
+                if out.too_big is not None and self.expander is not None and may_split:
+                    await self._split(node)
+                    return
+                if out.answer is None:
+                    error = "the worker answered too_big but the subtask cannot be split further"
+                else:
+                    self._finish(node, _result(s, out, attempt, lost_samples, time.perf_counter() - t0))
+                    return
+            if attempt <= policy.retries:
+                if events.active:
+                    events.emit("subtask_retried", id=s.id, attempt=attempt, error=error[:500])
+                delay = min(policy.backoff_s * policy.backoff_factor ** (attempt - 1), policy.max_backoff_s)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        failed = SubtaskResult(
+            s.id,
+            s.role,
+            "failed",
+            error=error,
+            attempts=policy.retries + 1,
+            samples=lost_samples,
+            seconds=time.perf_counter() - t0,
+        )
+        self._finish(node, failed)
+
+    async def _split(self, node: _Node) -> None:
+        assert self.expander is not None
+        s = node.subtask
+        try:
+            sub = await self.expander.expand(self.task, s, self.roles, node.depth)
+        except MdapError as err:
+            self._finish(node, SubtaskResult(s.id, s.role, "failed", error=f"could not split: {err}"))
+            return
+        self._expand(node, sub, persist=True)
+
+    def _expand(self, node: _Node, sub: Plan, *, persist: bool) -> None:
+        s = node.subtask
+        if self.pending + len(sub.subtasks) > self.policy.max_pending:
+            error = (
+                f"splitting {s.id} into {len(sub.subtasks)} subtasks would leave {self.pending + len(sub.subtasks)} "
+                f"pending, above max_pending={self.policy.max_pending} (task explosion guard)"
+            )
+            self._finish(node, SubtaskResult(s.id, s.role, "failed", error=error))
+            return
+        if persist:
+            self.store.put(self.thread, node.fp, {"status": "expanded", "plan": sub.model_dump()})
+        prefix = s.id + "/"
+        ready = self._add(sub.subtasks, prefix=prefix, depth=node.depth + 1, parent=node, outer_deps=s.depends_on)
+        node.sinks_left = len(sub.sinks())
+        self.pending += len(sub.subtasks)
+        if self.events.active:
+            self.events.emit("subtask_expanded", id=s.id, children=[prefix + c.id for c in sub.subtasks])
+        for child in ready:
+            self._queue.put_nowait(child)
+
+    def _finish(self, node: _Node, result: SubtaskResult, *, persist: bool = True) -> None:
+        sid = node.subtask.id
+        self.results[sid] = result
+        self.pending -= 1
+        if persist and result.ok:
+            self.store.put(self.thread, node.fp, result.to_record())
+        events = self.events
+        if events.active:
+            events.emit(
+                "subtask_finished",
+                id=sid,
+                role=result.role,
+                status=result.status,
+                answer=(result.answer or "")[:200],
+                error=result.error,
+                samples=result.samples,
+                seconds=round(result.seconds, 6),
+                cached=result.cached,
+            )
+        if not result.ok:
+            self.failed.append(sid)
+            if self.stop_on_failure:
+                self.stopping = True
+        if node.parent is not None:
+            parent = self.nodes[node.parent]
+            if not node.dependents and sid.startswith(parent.subtask.id + "/"):
+                parent.sinks_left -= 1
+                if parent.sinks_left == 0:
+                    self._finish_split(parent)
+        if self.stopping:
+            return
+        queue = self._queue
+        for dep in node.dependents:
+            dep.waiting -= 1
+            if dep.waiting == 0:
+                queue.put_nowait(dep)
+
+    def _finish_split(self, parent: _Node) -> None:
+        s = parent.subtask
+        prefix = s.id + "/"
+        kids = [sid for sid in self.order if sid.startswith(prefix) and self.nodes[sid].parent == s.id]
+        sinks = [k for k in kids if not self.nodes[k].dependents]
+        bad = [k for k in sinks if not self.results[k].ok]
+        if bad:
+            result = SubtaskResult(s.id, s.role, "failed", error="parts failed: " + ", ".join(bad), children=kids)
+        else:
+            parts = [self.results[k].answer or "" for k in sinks]
+            answer = parts[0] if len(parts) == 1 else "\n".join(f"[{k[len(prefix) :]}] {a}" for k, a in zip(sinks, parts))
+            result = SubtaskResult(s.id, s.role, "ok", answer=answer, children=kids)
+        self._finish(parent, result)
+
+
+def _result(s: Subtask, out: WorkOutput, attempt: int, lost_samples: int, seconds: float) -> SubtaskResult:
+    return SubtaskResult(
+        s.id,
+        s.role,
+        "ok",
+        answer=out.answer,
+        attempts=attempt,
+        votes=out.votes,
+        samples=out.samples + lost_samples,
+        red_flags=out.red_flags,
+        completion_tokens=out.completion_tokens,
+        prompt_tokens=out.prompt_tokens,
+        cost=out.cost,
+        model_seconds=out.model_seconds,
+        tool_calls=out.tool_calls,
+        seconds=seconds,
+    )

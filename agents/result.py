@@ -1,0 +1,103 @@
+"""RunResult: what ``pipeline.run(task)`` returns — the answer, the executed plan, per-subtask results, a report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mdap.planners import Plan, Task
+from mdap.report import ModuleStats, RunReport
+
+from .coordinator import SubtaskResult
+
+__all__ = ["RunResult", "Status", "build_report"]
+
+Status = Literal["ok", "partial", "failed", "rejected", "awaiting_approval"]
+
+
+class RunResult(BaseModel):
+    """The outcome of one pipeline run.
+
+    ``status``: ``ok`` (every subtask succeeded), ``partial`` (some failed, but the answer's subtasks
+    succeeded with the failures as context), ``failed`` (no answer: see ``error``), ``rejected`` (the plan was
+    not approved), ``awaiting_approval`` (a human must approve the plan: run again with ``resume=True,
+    approve=...``).
+    """
+
+    status: Status
+    answer: str | None = Field(description="the results of the plan's sinks (one, or '[id] answer' lines)")
+    task: Task
+    plan: Plan | None = Field(description="the executed plan (the last one, after any replans)")
+    results: dict[str, SubtaskResult] = Field(default_factory=dict, description="per subtask, nested ones too")
+    failed: list[str] = Field(default_factory=list, description="subtasks that failed in the last execute pass")
+    replans: int = 0
+    thread_id: str
+    error: str | None = None
+    report: RunReport
+
+    @property
+    def ok(self) -> bool:
+        """Whether every subtask succeeded."""
+        return self.status == "ok"
+
+
+def build_report(
+    name: str,
+    results: Mapping[str, SubtaskResult],
+    *,
+    not_run: int,
+    wall_seconds: float,
+    planner: ModuleStats | None,
+    error: str | None,
+    resumed: bool,
+) -> RunReport:
+    """Totals and per-module (planner, each role) stats of a run."""
+    modules: dict[str, ModuleStats] = {}
+    if planner is not None:
+        modules["planner"] = planner
+    for r in results.values():
+        if r.children is not None or r.cached:
+            continue  # a split subtask's work is in its children's; cached results cost nothing this session
+        m = modules.get(r.role)
+        if m is None:
+            m = modules[r.role] = ModuleStats()
+        m.steps += 1
+        m.samples += r.samples
+        m.completion_tokens += r.completion_tokens
+        m.prompt_tokens += r.prompt_tokens
+        m.cost += r.cost
+        m.model_seconds += r.model_seconds
+        for kind, c in r.red_flags.items():
+            m.red_flags[kind] = m.red_flags.get(kind, 0) + c
+    red: dict[str, int] = {}
+    for m in modules.values():
+        for kind, c in m.red_flags.items():
+            red[kind] = red.get(kind, 0) + c
+    done = sum(1 for r in results.values() if r.ok)
+    failed = sum(1 for r in results.values() if not r.ok)
+    total: dict[str, Any] = {
+        "samples": sum(m.samples for m in modules.values()),
+        "completion_tokens": sum(m.completion_tokens for m in modules.values()),
+        "prompt_tokens": sum(m.prompt_tokens for m in modules.values()),
+        "cost": sum(m.cost for m in modules.values()),
+        "model_seconds": sum(m.model_seconds for m in modules.values()),
+    }
+    return RunReport(
+        task=f"pipeline:{name}",
+        total_steps=len(results) + not_run,
+        steps=done,
+        completed=failed == 0 and not_run == 0,
+        errors=failed,
+        samples=total["samples"],
+        red_flags=red,
+        completion_tokens=total["completion_tokens"],
+        prompt_tokens=total["prompt_tokens"],
+        wall_seconds=wall_seconds,
+        cost=total["cost"],
+        model_seconds=total["model_seconds"],
+        modules=modules,
+        failure=error,
+        resumed_from=sum(1 for r in results.values() if r.cached) if resumed else None,
+    )

@@ -1,0 +1,70 @@
+"""WorkerRole: a kind of worker a plan can assign subtasks to."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from mdap.errors import ConfigError
+from mdap.models import ChatModel
+from mdap.voters import FirstToAheadByK, Voter
+
+from .tools import Tool
+
+__all__ = ["AnswerParser", "WorkerRole", "default_voter"]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+
+AnswerParser = Callable[[str], str]
+"""Canonicalizes a final answer before the vote (equal canonical answers are one vote); raise RedFlag to
+discard a malformed one. The default collapses whitespace."""
+
+
+def default_voter() -> Voter:
+    """The voter of a role that names none: first-to-ahead-by-2, at most 20 samples per vote."""
+    return FirstToAheadByK(k=2, temperature=0.3, max_samples=20)
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """A worker role: who executes the subtasks a plan assigns to ``name``.
+
+    Args:
+        name: the role name plans use.
+        description: what the role is good at (the planner reads it).
+        model: its model; None = the pipeline's default model.
+        adapter: the LoRA adapter (served model name) its samples come from; applied to the voter's
+            ``adapter`` when the voter has none.
+        tools: tools it may call (OpenAI function format).
+        voter: how its decisions are voted (``FirstToAheadByK``, ``Majority``); None = :func:`default_voter`.
+        system_prompt: the role's instructions, before the worker protocol.
+        max_tool_rounds: tool-call rounds before it must answer.
+        answer_parser: canonicalizes final answers for the vote.
+        max_answer_chars: longer final answers are red-flagged (a sign of confusion).
+
+    Raises:
+        ConfigError: a bad name, duplicate tool names, or max_tool_rounds < 0.
+    """
+
+    name: str
+    description: str = ""
+    model: ChatModel | None = None
+    adapter: str | None = None
+    tools: Sequence[Tool] = ()
+    voter: Voter | None = None
+    system_prompt: str = ""
+    max_tool_rounds: int = 6
+    answer_parser: AnswerParser | None = field(default=None, repr=False)
+    max_answer_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"role name {self.name!r} must start with a letter: letters, digits, '_', '-'")
+        names = [t.name for t in self.tools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"role {self.name}: duplicate tool names {', '.join(dupes)}")
+        if self.max_tool_rounds < 0:
+            raise ConfigError(f"role {self.name}: max_tool_rounds must be >= 0")
+        object.__setattr__(self, "tools", tuple(self.tools))

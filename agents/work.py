@@ -1,0 +1,130 @@
+"""What the coordinator hands a worker (WorkItem) and gets back (WorkOutput), and the StepRunner seam.
+
+Both are plain, JSON-able records (``to_dict``/``from_dict``), so the step that turns one into the other can run
+in this process (the default: :class:`LocalRunner`) or on a worker pool in other processes: a pool is any
+async callable ``WorkItem -> WorkOutput`` (see :class:`StepRunner`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mdap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+__all__ = ["Artifact", "LocalRunner", "StepRunner", "WorkItem", "WorkOutput"]
+
+
+@dataclass(slots=True)
+class Artifact:
+    """The compact result of a dependency, as a dependent sees it (never the dependency's transcript).
+
+    Attributes:
+        id: the dependency's subtask id.
+        ok: whether it succeeded.
+        text: its answer (or its error, when it failed), cut to the coordinator's ``artifact_chars``.
+    """
+
+    id: str
+    ok: bool
+    text: str
+
+
+@dataclass(slots=True)
+class WorkItem:
+    """One subtask to execute.
+
+    Attributes:
+        id: the subtask id (nested subtasks: ``parent/child``).
+        role: the worker role's name.
+        instruction: what to do.
+        artifacts: results of the subtasks it depends on.
+        may_split: the worker may answer "too big" (the planner can plan it again).
+        attempt: 1 for the first try.
+    """
+
+    id: str
+    role: str
+    instruction: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    may_split: bool = False
+    attempt: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for pools that send work to other processes)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkItem:
+        """The inverse of :meth:`to_dict`."""
+        arts = [Artifact(**a) for a in data.get("artifacts", [])]
+        return cls(**{**data, "artifacts": arts})
+
+
+@dataclass(slots=True)
+class WorkOutput:
+    """What a worker returns for one subtask.
+
+    Attributes:
+        answer: the voted final answer, or None when the worker found the subtask too big.
+        too_big: why the worker wants the subtask split (only when ``may_split``).
+        votes: decided votes (one per tool round and one for the answer).
+        samples / red_flags / completion_tokens / prompt_tokens: summed over the votes.
+        cost: cost of the model requests, in the backend's unit.
+        model_seconds: summed latency of the model requests.
+        tool_calls: tool calls made.
+    """
+
+    answer: str | None
+    too_big: str | None = None
+    votes: int = 0
+    samples: int = 0
+    red_flags: dict[str, int] = field(default_factory=dict)
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    cost: float = 0.0
+    model_seconds: float = 0.0
+    tool_calls: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkOutput:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+class StepRunner(Protocol):
+    """Executes one work item somewhere: in process (:class:`LocalRunner`) or on a pool.
+
+    Raise an :class:`~mdap.errors.MdapError` (``VoteFailed``, ``ModelError``, ``PoolError``, ``SubtaskFailed``)
+    for a failed attempt: the coordinator retries it with backoff, then replans or applies its failure policy.
+    """
+
+    async def __call__(self, item: WorkItem) -> WorkOutput:
+        """Run ``item`` and return its output."""
+        ...
+
+
+class LocalRunner:
+    """Runs each work item on its role's worker in this process (the default step runner)."""
+
+    def __init__(self, workers: Mapping[str, Worker]) -> None:
+        self.workers = dict(workers)
+
+    async def __call__(self, item: WorkItem) -> WorkOutput:
+        """Run ``item`` on the worker of its role.
+
+        Raises:
+            ConfigError: no worker for the item's role.
+        """
+        worker = self.workers.get(item.role)
+        if worker is None:
+            raise ConfigError(f"no worker for role {item.role!r}; known roles: {', '.join(sorted(self.workers))}")
+        return await worker.run(item)
