@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,20 +34,22 @@ class CoordinatorPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_concurrency: int = Field(8, ge=1, description="subtasks running at once (enforced)")
-    subtask_timeout_s: float | None = Field(300.0, gt=0, description="seconds per attempt; None = no timeout")
-    retries: int = Field(2, ge=0, description="extra attempts of a failed subtask")
-    backoff_s: float = Field(0.5, ge=0, description="wait before the first retry")
-    backoff_factor: float = Field(2.0, ge=1, description="each retry waits this much longer")
-    max_backoff_s: float = Field(30.0, ge=0, description="longest wait between retries")
-    max_replans: int = Field(1, ge=0, description="replans after subtasks fail for good (0 = never replan)")
-    on_failure: Literal["propagate", "halt"] = Field(
-        "propagate",
-        description="when no replan is left: 'propagate' runs dependents with the failure as context, "
-        "'halt' stops the run",
-    )
-    max_pending: int = Field(100_000, ge=1, description="most unfinished subtasks at once (task explosion guard)")
-    artifact_chars: int = Field(2000, ge=16, description="a dependency's result is cut to this many characters")
+    max_concurrency: Annotated[int, Field(ge=1, description="subtasks running at once (enforced)")] = 8
+    subtask_timeout_s: Annotated[float | None, Field(gt=0, description="seconds per attempt; None = none")] = 300.0
+    retries: Annotated[int, Field(ge=0, description="extra attempts of a failed subtask")] = 2
+    backoff_s: Annotated[float, Field(ge=0, description="wait before the first retry")] = 0.5
+    backoff_factor: Annotated[float, Field(ge=1, description="each retry waits this much longer")] = 2.0
+    max_backoff_s: Annotated[float, Field(ge=0, description="longest wait between retries")] = 30.0
+    max_replans: Annotated[int, Field(ge=0, description="replans after subtasks fail for good (0 = never)")] = 1
+    on_failure: Annotated[
+        Literal["propagate", "halt"],
+        Field(
+            description="when no replan is left: 'propagate' runs dependents with the failure as context, "
+            "'halt' stops the run"
+        ),
+    ] = "propagate"
+    max_pending: Annotated[int, Field(ge=1, description="most unfinished subtasks (task explosion guard)")] = 100_000
+    artifact_chars: Annotated[int, Field(ge=16, description="dependency results are cut to this length")] = 2000
 
 
 @dataclass(slots=True)
@@ -291,6 +293,7 @@ class Execution:
         runner = self.runner
         error = ""
         lost_samples = 0
+        lost_flags: dict[str, int] = {}
         for attempt in range(1, policy.retries + 2):
             item.attempt = attempt
             try:
@@ -305,6 +308,8 @@ class Execution:
                 raise  # a wiring mistake (unknown role, bad tool): no retry can fix it
             except VoteFailed as err:
                 lost_samples += err.samples
+                for kind, c in err.red_flags.items():
+                    lost_flags[kind] = lost_flags.get(kind, 0) + c
                 error = f"VoteFailed: {err}"
             except MdapError as err:
                 error = f"{type(err).__name__}: {err}"
@@ -317,6 +322,10 @@ class Execution:
                 if out.answer is None:
                     error = "the worker answered too_big but the subtask cannot be split further"
                 else:
+                    if lost_flags:
+                        for kind, c in out.red_flags.items():
+                            lost_flags[kind] = lost_flags.get(kind, 0) + c
+                        out.red_flags = lost_flags
                     self._finish(node, _result(s, out, attempt, lost_samples, time.perf_counter() - t0))
                     return
             if attempt <= policy.retries:
@@ -332,6 +341,7 @@ class Execution:
             error=error,
             attempts=policy.retries + 1,
             samples=lost_samples,
+            red_flags=lost_flags,
             seconds=time.perf_counter() - t0,
         )
         self._finish(node, failed)
@@ -413,7 +423,8 @@ class Execution:
             result = SubtaskResult(s.id, s.role, "failed", error="parts failed: " + ", ".join(bad), children=kids)
         else:
             parts = [self.results[k].answer or "" for k in sinks]
-            answer = parts[0] if len(parts) == 1 else "\n".join(f"[{k[len(prefix) :]}] {a}" for k, a in zip(sinks, parts))
+            lines = [f"[{k[len(prefix) :]}] {a}" for k, a in zip(sinks, parts, strict=True)]
+            answer = parts[0] if len(parts) == 1 else "\n".join(lines)
             result = SubtaskResult(s.id, s.role, "ok", answer=answer, children=kids)
         self._finish(parent, result)
 

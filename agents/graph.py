@@ -23,6 +23,7 @@ from mdap.planners import Expander, FailureNote, Plan, Planner, ReplanContext, T
 from ._store import ResultStore
 from .coordinator import CoordinatorPolicy, Execution
 from .events import EventBus
+from .result import add_spent
 from .work import StepRunner
 
 __all__ = ["Approval", "RunContext", "RunState", "build_graph"]
@@ -40,6 +41,7 @@ class RunState(TypedDict, total=False):
     failures: list[dict[str, Any]]
     not_run: list[str]
     replans: int
+    spent: dict[str, dict[str, Any]]
     status: str
     answer: str | None
     error: str | None
@@ -113,6 +115,7 @@ async def _execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, A
         stop_on_failure=can_replan or policy.on_failure == "halt",
     )
     outcome = await execution.run()
+    spent = add_spent(state.get("spent") or {}, outcome.results.values())
     by_id = plan.by_id()
     failures = []
     for sid in outcome.failed:
@@ -124,6 +127,7 @@ async def _execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, A
         "results": {sid: r.to_record() for sid, r in outcome.results.items()},
         "failures": failures,
         "not_run": outcome.not_run,
+        "spent": spent,
         "status": "executed",
     }
 

@@ -156,7 +156,7 @@ class Pipeline:
             if not callable(getattr(voter, "decide", None)):
                 raise ConfigError(f"role {role.name!r}: voter must have decide(model, messages, parse)")
             if role.adapter is not None and dataclasses.is_dataclass(voter) and getattr(voter, "adapter", 1) is None:
-                voter = dataclasses.replace(voter, adapter=role.adapter)  # type: ignore[type-var]
+                voter = dataclasses.replace(voter, adapter=role.adapter)
             workers[role.name] = Worker(role, model, voter, self._events)
         planner = self._planner
         if planner is None:
@@ -198,11 +198,11 @@ def _metered(planner: Planner) -> tuple[Planner, Meter | None]:
     if dataclasses.is_dataclass(planner) and not isinstance(planner, type):
         names = {f.name for f in dataclasses.fields(planner)}
         if "model" in names and isinstance(getattr(planner, "model", None), ChatModel):
-            meter = Meter(planner.model)  # type: ignore[attr-defined]
-            return dataclasses.replace(planner, model=meter), meter  # type: ignore[type-var]
+            meter = Meter(planner.model)
+            return dataclasses.replace(planner, model=meter), meter
         if "inner" in names:
-            inner, meter = _metered(planner.inner)  # type: ignore[attr-defined]
-            return dataclasses.replace(planner, inner=inner), meter  # type: ignore[type-var]
+            inner, meter = _metered(planner.inner)
+            return dataclasses.replace(planner, inner=inner), meter
     return planner, None
 
 
@@ -284,7 +284,9 @@ class CompiledPipeline:
             final = await self._invoke(task, thread, config, events, resume, approve)
             result = self._result(final, task, thread, resume, time.perf_counter() - t0, before)
             if events.active:
-                events.emit("run_finished", status=result.status, answer=(result.answer or "")[:500], error=result.error)
+                events.emit(
+                    "run_finished", status=result.status, answer=(result.answer or "")[:500], error=result.error
+                )
         finally:
             if trace is not None:
                 trace.close()
@@ -383,6 +385,7 @@ class CompiledPipeline:
             planner=planner_stats,
             error=final.get("error"),
             resumed=resumed,
+            spent=final.get("spent") or {},
         )
         return RunResult(
             status=status,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -12,7 +12,7 @@ from mdap.report import ModuleStats, RunReport
 
 from .coordinator import SubtaskResult
 
-__all__ = ["RunResult", "Status", "build_report"]
+__all__ = ["RunResult", "Status", "add_spent", "build_report"]
 
 Status = Literal["ok", "partial", "failed", "rejected", "awaiting_approval"]
 
@@ -43,21 +43,10 @@ class RunResult(BaseModel):
         return self.status == "ok"
 
 
-def build_report(
-    name: str,
-    results: Mapping[str, SubtaskResult],
-    *,
-    not_run: int,
-    wall_seconds: float,
-    planner: ModuleStats | None,
-    error: str | None,
-    resumed: bool,
-) -> RunReport:
-    """Totals and per-module (planner, each role) stats of a run."""
-    modules: dict[str, ModuleStats] = {}
-    if planner is not None:
-        modules["planner"] = planner
-    for r in results.values():
+def add_spent(spent: Mapping[str, Mapping[str, Any]], results: Iterable[SubtaskResult]) -> dict[str, dict[str, Any]]:
+    """``spent`` (role -> ModuleStats as a dict) plus the work of ``results`` that ran in this session."""
+    modules = {role: ModuleStats.model_validate(m) for role, m in spent.items()}
+    for r in results:
         if r.children is not None or r.cached:
             continue  # a split subtask's work is in its children's; cached results cost nothing this session
         m = modules.get(r.role)
@@ -71,6 +60,26 @@ def build_report(
         m.model_seconds += r.model_seconds
         for kind, c in r.red_flags.items():
             m.red_flags[kind] = m.red_flags.get(kind, 0) + c
+    return {role: m.model_dump() for role, m in modules.items()}
+
+
+def build_report(
+    name: str,
+    results: Mapping[str, SubtaskResult],
+    *,
+    spent: Mapping[str, Mapping[str, Any]],
+    not_run: int,
+    wall_seconds: float,
+    planner: ModuleStats | None,
+    error: str | None,
+    resumed: bool,
+) -> RunReport:
+    """Totals and per-module stats of a run: the planner, and each role over every execute pass (``spent``)."""
+    modules: dict[str, ModuleStats] = {}
+    if planner is not None:
+        modules["planner"] = planner
+    for role, stats in spent.items():
+        modules[role] = ModuleStats.model_validate(stats)
     red: dict[str, int] = {}
     for m in modules.values():
         for kind, c in m.red_flags.items():

@@ -61,10 +61,15 @@ class WorkerRole:
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ConfigError(f"role name {self.name!r} must start with a letter: letters, digits, '_', '-'")
+        bad = [t for t in self.tools if not isinstance(t, Tool)]
+        if bad:
+            raise ConfigError(f"role {self.name}: tools must be mdap.agents.Tool objects, got {type(bad[0]).__name__}")
         names = [t.name for t in self.tools]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"role {self.name}: duplicate tool names {', '.join(dupes)}")
+        if self.name == "planner":
+            raise ConfigError("'planner' is reserved for the planner's stats in reports; name the role otherwise")
         if self.max_tool_rounds < 0:
             raise ConfigError(f"role {self.name}: max_tool_rounds must be >= 0")
         object.__setattr__(self, "tools", tuple(self.tools))

@@ -141,7 +141,7 @@ def file_tools(workspace: Workspace, *, max_chars: int = 8000, max_hits: int = 5
         if not base.is_dir():
             raise ToolError(f"no directory {args.get('path')!r} in the workspace")
         names = sorted(workspace.show(p) + ("/" if p.is_dir() else "") for p in base.iterdir())
-        return "\n".join(names[:max_hits * 4]) or "(empty)"
+        return "\n".join(names[: max_hits * 4]) or "(empty)"
 
     async def search_files(args: dict[str, Any]) -> str:
         try:

@@ -258,6 +258,8 @@ def _render_calls(round_: int, calls: tuple[tuple[str, str], ...]) -> str:
 
 def render_tool_results(results: Sequence[tuple[str, str, str]], rounds_left: int) -> str:
     """The user message that returns tool results (OpenAI ``tool`` messages, as JSON lines)."""
-    lines = [json.dumps({"role": "tool", "tool_call_id": cid, "name": name, "content": text}) for cid, name, text in results]
+    lines = [
+        json.dumps({"role": "tool", "tool_call_id": cid, "name": name, "content": text}) for cid, name, text in results
+    ]
     tail = "Reply again." if rounds_left > 0 else "No tool rounds are left: reply with your final answer now."
     return "Tool results:\n" + "\n".join(lines) + "\n" + tail

@@ -6,6 +6,8 @@ model (first-to-ahead-by-k with red flags), and the whole task becomes reliable.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from mdap.errors import (
     CheckpointError,
     ConfigError,
@@ -25,27 +27,69 @@ from mdap.voters import Decision, FirstToAheadByK, Majority, RedFlagPolicy, Vote
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from mdap.agents import CoordinatorPolicy, Pipeline, RunResult, Tool, WorkerRole
+    from mdap.planners import LLMPlanner, Plan, RecursivePlanner, StaticPlanner, Subtask, Task
+
+# Pipelines pull in LangGraph (and planners networkx): imported on first use, so `import mdap` stays light.
+_LAZY = {
+    "CoordinatorPolicy": "mdap.agents",
+    "Pipeline": "mdap.agents",
+    "RunResult": "mdap.agents",
+    "Tool": "mdap.agents",
+    "WorkerRole": "mdap.agents",
+    "LLMPlanner": "mdap.planners",
+    "Plan": "mdap.planners",
+    "RecursivePlanner": "mdap.planners",
+    "StaticPlanner": "mdap.planners",
+    "Subtask": "mdap.planners",
+    "Task": "mdap.planners",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mdap' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "Chain",
     "ChatModel",
+    "CoordinatorPolicy",
     "CheckpointError",
     "ConfigError",
     "Decision",
     "Executor",
+    "LLMPlanner",
     "FirstToAheadByK",
     "Majority",
     "MdapError",
     "Message",
     "Microstep",
+    "Pipeline",
+    "Plan",
     "ModelError",
     "PlanError",
     "PoolError",
     "RedFlag",
+    "RecursivePlanner",
     "RedFlagPolicy",
     "RunReport",
+    "RunResult",
     "Sample",
     "SimulatedModel",
+    "StaticPlanner",
+    "Subtask",
+    "Task",
+    "Tool",
     "Verifier",
     "VoteFailed",
     "Voter",
+    "WorkerRole",
 ]
