@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -291,3 +293,9 @@ async def test_attribute_async_inside_a_running_loop() -> None:
     report = await attribute_async(_game(benchmark=[0], seeds=[0]))
     assert report.shapley["planner"].mean == pytest.approx(0.2)
     assert report.shapley["planner"].low is None  # one seed: no interval
+
+
+def test_importing_attribution_loads_no_matplotlib() -> None:
+    code = "import sys, mdap.evals.attribution, mdap.evals.shapley; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
