@@ -20,7 +20,8 @@ class Checkpoint(BaseModel):
     """Everything needed to continue a run at ``next_step``.
 
     The counters are those of the report so far; ``trace_bytes`` is the length of the trace at the
-    checkpoint (the trace is cut back to it on resume, so no step appears twice).
+    checkpoint (the trace is cut back to it on resume, so no step appears twice). ``run_id`` names the run
+    on a pool: a resumed run keeps it, so the steps it redoes find their stored results.
     """
 
     version: int = _VERSION
@@ -31,6 +32,7 @@ class Checkpoint(BaseModel):
     calibration: dict[str, Any] | None = None
     counters: dict[str, Any]
     trace_bytes: int | None = None
+    run_id: str | None = None
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves the previous checkpoint or this one, never half of one."""

@@ -21,6 +21,8 @@ Handler = Callable[[argparse.Namespace], int]
 # One line per subcommand module (mdap/_cli/<name>.py); the order is the order of `mdap --help`.
 _COMMANDS = (
     "mdap._cli.hanoi",
+    "mdap._cli.worker",
+    "mdap._cli.pool",
     "mdap._cli.attribute",
 )
 

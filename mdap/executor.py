@@ -3,11 +3,15 @@
 ``run -> render -> vote (sample, red-flag, parse, tally) -> verify -> apply -> trace`` for every step. It
 streams its trace to disk, keeps memory O(1) in the number of steps, and checkpoints every N steps so a
 killed run resumes where it stopped (at most one checkpoint interval is redone).
+
+Where a step's vote runs is the pool's business: the default decides in-process (the voter itself is the
+step runner, no per-step overhead); a :class:`~mdap.pool.RedisPool` sends each step to worker processes.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -18,6 +22,8 @@ from mdap.voters import Calibration, FirstToAheadByK, Voter, expected_samples, s
 from ._progress import Progress
 from .checkpoint import Checkpoint, TraceWriter
 from .microstep import Chain
+from .pool.base import Pool
+from .pool.local import LocalPool
 from .report import RunReport
 
 __all__ = ["Executor"]
@@ -32,7 +38,7 @@ class Executor(Generic[S, A]):
     """Runs a :class:`~mdap.microstep.Chain` with a voter on a model.
 
     Args:
-        model: where samples come from.
+        model: where samples come from (None only with a remote pool, whose workers own their models).
         voter: decides each step; a ``FirstToAheadByK(k="auto")`` is calibrated first.
         checkpoint: checkpoint file; None = no checkpoints (and no resume).
         checkpoint_every: steps between checkpoints.
@@ -41,11 +47,12 @@ class Executor(Generic[S, A]):
         calibration_steps: steps sampled to estimate p when k is "auto".
         calibration_samples: samples drawn at each calibration step.
         stop_on_error: stop at the first answer the verifier rejects (the default keeps going and counts).
+        pool: where each step's vote runs; None = in-process (:class:`~mdap.pool.LocalPool`).
     """
 
     def __init__(
         self,
-        model: ChatModel,
+        model: ChatModel | None,
         voter: Voter,
         *,
         checkpoint: Path | None = None,
@@ -55,6 +62,7 @@ class Executor(Generic[S, A]):
         calibration_steps: int = 100,
         calibration_samples: int = 10,
         stop_on_error: bool = False,
+        pool: Pool | None = None,
     ) -> None:
         if checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -69,6 +77,7 @@ class Executor(Generic[S, A]):
         self.calibration_steps = calibration_steps
         self.calibration_samples = calibration_samples
         self.stop_on_error = stop_on_error
+        self.pool: Pool = pool if pool is not None else LocalPool()
 
     async def calibrate(self, chain: Chain[S, A], voter: FirstToAheadByK) -> Calibration:
         """Draw ``calibration_samples`` at each of the first ``calibration_steps`` states of the chain.
@@ -76,6 +85,8 @@ class Executor(Generic[S, A]):
         The chain advances by each step's plurality answer; nothing is traced or counted in the report.
         """
         ms = chain.microstep
+        if self.model is None:
+            raise ConfigError("k='auto' calibrates on the executor's model: give it a model, or a fixed k")
         cal = Calibration()
         state = chain.initial
         for _ in range(min(self.calibration_steps, chain.steps)):
@@ -111,6 +122,7 @@ class Executor(Generic[S, A]):
         counters: dict[str, Any] = dict(ckpt.counters) if ckpt else {}
         start = ckpt.next_step if ckpt else 0
         state: S = ms.load_state(ckpt.state) if ckpt else chain.initial
+        run_id = ckpt.run_id if ckpt and ckpt.run_id else uuid.uuid4().hex[:16]
 
         voter = self.voter
         k: int | None = getattr(voter, "k", None) if isinstance(getattr(voter, "k", None), int) else None
@@ -167,62 +179,63 @@ class Executor(Generic[S, A]):
                 calibration=calibration,
                 counters=snapshot(next_step),
                 trace_bytes=trace.sync() if trace else None,
+                run_id=run_id,
             ).save(self.checkpoint)
 
         every = self.checkpoint_every
-        render, parse, apply, decide = ms.render, ms.parse, ms.apply, voter.decide
-        model = self.model
+        render, apply = ms.render, ms.apply
         step = start
         try:
-            for step in range(start, chain.steps):
-                try:
-                    d = await decide(model, render(state), parse)
-                except VoteFailed as err:
-                    failure = err.with_step(step)
-                    samples += err.samples
-                    session_samples += err.samples
-                    for kind, c in err.red_flags.items():
-                        red_flags[kind] = red_flags.get(kind, 0) + c
-                    break
-                samples += d.samples
-                session_samples += d.samples
-                completion_tokens += d.completion_tokens
-                prompt_tokens += d.prompt_tokens
-                if d.red_flags:
-                    for kind, c in d.red_flags.items():
-                        red_flags[kind] = red_flags.get(kind, 0) + c
-                if len(d.votes) > 1:
-                    contested += 1
-                if verifier is not None:
-                    problem = verifier(step, state, d.answer)
-                    if problem is not None:
-                        errors += 1
-                        if first_error is None:
-                            first_error = step
-                        if len(messages) < _MAX_ERROR_MESSAGES:
-                            messages.append(f"step {step}: {problem}")
-                state = apply(state, d.answer)
-                if trace is not None:
-                    trace.write(
-                        {
-                            "step": step,
-                            "answer": ms.dump_answer(d.answer),
-                            "samples": d.samples,
-                            "votes": d.votes,
-                            "red_flags": d.red_flags,
-                        }
-                    )
-                done = step + 1
-                if done % every == 0:
-                    save(done)
-                if done & 1023 == 0:
-                    bar.update(done, session_samples)
-                if self.stop_on_error and first_error == step:
-                    step = done
-                    break
-            else:
-                step = chain.steps
-            save(step)
+            async with self.pool.session(chain, voter, self.model, run_id) as decide:
+                for step in range(start, chain.steps):
+                    try:
+                        d = await decide(step, render(state))
+                    except VoteFailed as err:
+                        failure = err.with_step(step)
+                        samples += err.samples
+                        session_samples += err.samples
+                        for kind, c in err.red_flags.items():
+                            red_flags[kind] = red_flags.get(kind, 0) + c
+                        break
+                    samples += d.samples
+                    session_samples += d.samples
+                    completion_tokens += d.completion_tokens
+                    prompt_tokens += d.prompt_tokens
+                    if d.red_flags:
+                        for kind, c in d.red_flags.items():
+                            red_flags[kind] = red_flags.get(kind, 0) + c
+                    if len(d.votes) > 1:
+                        contested += 1
+                    if verifier is not None:
+                        problem = verifier(step, state, d.answer)
+                        if problem is not None:
+                            errors += 1
+                            if first_error is None:
+                                first_error = step
+                            if len(messages) < _MAX_ERROR_MESSAGES:
+                                messages.append(f"step {step}: {problem}")
+                    state = apply(state, d.answer)
+                    if trace is not None:
+                        trace.write(
+                            {
+                                "step": step,
+                                "answer": ms.dump_answer(d.answer),
+                                "samples": d.samples,
+                                "votes": d.votes,
+                                "red_flags": d.red_flags,
+                            }
+                        )
+                    done = step + 1
+                    if done % every == 0:
+                        save(done)
+                    if done & 1023 == 0:
+                        bar.update(done, session_samples)
+                    if self.stop_on_error and first_error == step:
+                        step = done
+                        break
+                else:
+                    step = chain.steps
+                save(step)
         finally:
             bar.update(step, session_samples)
             bar.close()

@@ -44,7 +44,11 @@ class Microstep(Protocol[S, A]):
         ...
 
     def dump_answer(self, answer: A) -> Any:
-        """A JSON-able form of an answer (for the trace)."""
+        """A JSON-able form of an answer (for the trace and the pool's wire)."""
+        ...
+
+    def load_answer(self, data: Any) -> A:
+        """The inverse of :meth:`dump_answer` (a worker's answer back into an answer); ConfigError if malformed."""
         ...
 
 
@@ -61,9 +65,12 @@ class Chain(Generic[S, A]):
         initial: the state before the first step.
         steps: number of steps to decide.
         verifier: optional independent check of every decided answer (counted as errors in the report).
+        kind: ``(name, params)`` of the step kind, by which pool workers rebuild the microstep from their
+            registry (see :mod:`mdap.pool.kinds`); needed only to run on a remote pool.
     """
 
     microstep: Microstep[S, A]
     initial: S
     steps: int
     verifier: Verifier[S, A] | None = None
+    kind: tuple[str, dict[str, Any]] | None = None

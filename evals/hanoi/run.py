@@ -13,9 +13,11 @@ from mdap.executor import Executor
 from mdap.microstep import Chain
 from mdap.models import ChatModel
 from mdap.models.registry import TASK_SPECIFIC, from_spec
+from mdap.pool import LocalPool, Pool, RedisPool
 from mdap.report import RunReport
 from mdap.voters import NO_RED_FLAGS, FirstToAheadByK, RedFlagPolicy, expected_samples
 
+from .pool_kind import HANOI_KIND
 from .solver import simulated_hanoi_model
 from .task import HanoiStep
 from .verify import verify_step
@@ -50,6 +52,7 @@ class HanoiConfig(BaseModel):
     calibration_steps: int = Field(100, ge=1, description="k='auto': steps sampled to estimate p")
     calibration_samples: int = Field(10, ge=2, description="k='auto': samples per calibration step")
     progress: bool = Field(False, description="show a progress bar")
+    pool: str | None = Field(None, description="redis:// URL of a worker pool (role 'hanoi'); None = in-process")
 
     @field_validator("k")
     @classmethod
@@ -78,7 +81,7 @@ class HanoiConfig(BaseModel):
 def hanoi_chain(disks: int) -> Chain:  # type: ignore[type-arg]
     """The chain of all 2^disks - 1 moves, with the independent verifier."""
     ms = HanoiStep(disks)
-    return Chain(ms, ms.initial(), ms.steps, verify_step)
+    return Chain(ms, ms.initial(), ms.steps, verify_step, kind=(HANOI_KIND, {"disks": disks}))
 
 
 def _model(cfg: HanoiConfig) -> ChatModel:
@@ -93,12 +96,16 @@ def _model(cfg: HanoiConfig) -> ChatModel:
     return from_spec(cfg.model, adapter=cfg.adapter)
 
 
-async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None) -> RunReport:
+async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool | None = None) -> RunReport:
     """Solve ``cfg.disks``-disk Hanoi by voting, verifying every move; resumable from its checkpoint.
+
+    With a pool URL (``cfg.pool``) or a ``pool``, steps are decided by the pool's workers (their own
+    ``--model`` flags choose the model; this process builds none).
 
     Args:
         cfg: the run's settings.
         model: use this model instead of the one ``cfg.model`` names.
+        pool: decide the steps on this pool instead of ``cfg.pool``.
 
     Raises:
         ConfigError: bad settings or an unknown model; CheckpointError: a resume that cannot be done.
@@ -115,10 +122,15 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None) -> RunRepo
         adapter=cfg.adapter,
         target=cfg.target,
     )
+    if pool is None and cfg.pool is not None:
+        pool = RedisPool(cfg.pool, role=HANOI_KIND)
+    remote = pool is not None and not isinstance(pool, LocalPool)
+    if remote and cfg.k == "auto":
+        raise ConfigError("k='auto' calibrates on this process's model; with a pool give a fixed --k")
     ckpt = cfg.checkpoint_path
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
-        chat = model or _model(cfg)
+        chat = model or (None if remote else _model(cfg))
         if hasattr(chat, "__aenter__"):
             chat = await stack.enter_async_context(chat)  # type: ignore[arg-type]
         executor: Executor = Executor(  # type: ignore[type-arg]
@@ -130,9 +142,10 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None) -> RunRepo
             progress=cfg.progress,
             calibration_steps=cfg.calibration_steps,
             calibration_samples=cfg.calibration_samples,
+            pool=pool,
         )
         report = await executor.run(hanoi_chain(cfg.disks), resume=cfg.resume)
-    if report.expected_samples_per_step is None and cfg.model == TASK_SPECIFIC and report.k:
+    if report.expected_samples_per_step is None and cfg.model == TASK_SPECIFIC and report.k and not remote:
         valid = 1.0 - cfg.red_flag_rate
         p = (1.0 - cfg.error_rate - cfg.red_flag_rate) / valid if valid > 0 else 0.0
         if p > 0.5:

@@ -150,3 +150,16 @@ class HanoiStep:
     def dump_answer(self, answer: HanoiAnswer) -> dict[str, Any]:
         """JSON-able answer for the trace."""
         return {"move": list(answer.move), "next_state": [list(p) for p in answer.next_state]}
+
+    def load_answer(self, data: Any) -> HanoiAnswer:
+        """Inverse of :meth:`dump_answer` (a pool worker's answer back into an answer).
+
+        Raises:
+            ConfigError: not a Hanoi answer.
+        """
+        try:
+            disk, src, dst = (int(x) for x in data["move"])
+            p0, p1, p2 = (tuple(int(d) for d in peg) for peg in data["next_state"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"not a Hanoi answer: {data!r}") from err
+        return HanoiAnswer((disk, src, dst), (p0, p1, p2))

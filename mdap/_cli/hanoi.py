@@ -51,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--checkpoint-every", type=int, default=10_000, help="steps between checkpoints")
     p.add_argument("--report", type=Path, default=None, help="write the run report as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--pool",
+        default=None,
+        metavar="URL",
+        help="decide steps on a Redis worker pool (redis://host:port, rediss:// for TLS; role 'hanoi')",
+    )
     p.set_defaults(handler=_hanoi)
 
 
@@ -77,6 +83,7 @@ def _hanoi(args: argparse.Namespace) -> int:
         resume=args.resume,
         checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress,
+        pool=args.pool,
     )
     if args.report is not None:
         _check_writable(args.report)

@@ -1,0 +1,136 @@
+"""Connecting to Redis: lazy import, credential-free URLs in messages, and a bounded reconnect loop.
+
+redis-py is imported here and only when a Redis pool is used, so ``import mdap`` never loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from mdap.errors import ConfigError, PoolError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["connect", "is_connection_error", "redact", "retrying"]
+
+T = TypeVar("T")
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact(url: str) -> str:
+    """``url`` with any password (and user) replaced by ``***``: the only form of a Redis URL we ever print."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable Redis URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def check_url(url: str) -> str:
+    """Validate the scheme of a Redis URL.
+
+    Raises:
+        ConfigError: not a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in _SCHEMES:
+        raise ConfigError(
+            f"not a Redis URL: {redact(url)!r}; use redis://host:port/db, rediss://... (TLS) or unix:///path"
+        )
+    return url
+
+
+def is_connection_error(err: BaseException) -> bool:
+    """Whether ``err`` means the connection to Redis is gone (worth a reconnect), not a command error."""
+    from redis.exceptions import BusyLoadingError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(err, RedisConnectionError | RedisTimeoutError | BusyLoadingError | OSError)
+
+
+async def connect(url: str, *, connect_timeout: float = 5.0, read_timeout: float | None = None) -> Redis:
+    """Open a client for ``url`` and check the server answers within ``connect_timeout`` seconds.
+
+    Args:
+        url: ``redis://[:password@]host:port/db`` or ``rediss://`` for TLS (redis-py's URL options apply,
+            e.g. ``?ssl_ca_certs=/path/ca.pem``).
+        connect_timeout: seconds to connect and get the first PING answer.
+        read_timeout: socket read timeout of every command; None = no limit (blocking reads pass their own).
+
+    Raises:
+        ConfigError: not a Redis URL.
+        PoolError: Redis cannot be reached or refuses us (the message names the URL without credentials).
+    """
+    check_url(url)
+    try:
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+    except ImportError as err:  # pragma: no cover -- redis is a declared dependency
+        raise PoolError("the Redis pool needs redis-py: pip install 'redis>=5'") from err
+    try:
+        client: Redis = Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=read_timeout,
+            retry=Retry(NoBackoff(), 0),  # we reconnect ourselves, with a deadline (see retrying)
+            health_check_interval=15,
+        )
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"bad Redis URL {redact(url)!r}: {err}") from None
+    try:
+        await asyncio.wait_for(client.ping(), connect_timeout)
+    except (TimeoutError, RedisError, OSError) as err:
+        await client.aclose()
+        kind = type(err).__name__
+        detail = str(err).replace(url, redact(url)) if str(err) else "no answer"
+        raise PoolError(
+            f"cannot reach Redis at {redact(url)} within {connect_timeout:g} s ({kind}: {detail}); "
+            "start redis-server or fix the URL (password, TLS with rediss://)"
+        ) from None
+    return client
+
+
+async def retrying(
+    op: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    url: str,
+    deadline_s: float,
+    on_retry: Callable[[BaseException], Any] | None = None,
+) -> T:
+    """Run ``op``; while Redis is unreachable retry with backoff for up to ``deadline_s`` seconds.
+
+    Raises:
+        PoolError: Redis stayed unreachable for ``deadline_s`` seconds.
+    """
+    end = time.monotonic() + deadline_s
+    pause = 0.05
+    while True:
+        try:
+            return await op()
+        except Exception as err:
+            if not is_connection_error(err):
+                raise
+            if time.monotonic() + pause > end:
+                raise PoolError(
+                    f"lost Redis at {redact(url)} for {deadline_s:g} s while trying to {what} "
+                    f"({type(err).__name__}); check the server and run again (a checkpointed run resumes)"
+                ) from None
+            if on_retry is not None:
+                on_retry(err)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)

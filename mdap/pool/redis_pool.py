@@ -1,0 +1,308 @@
+"""RedisPool: the coordinator's side of the Redis worker pool.
+
+Each step is published to the stream of its role (``<prefix>:steps:<role>``) with ``XADD``; a worker of the
+consumer group runs it and pushes the result to this client's reply list; a dispatcher task pops the list and
+hands each result to the step waiting for it. Nothing is lost when a reply goes missing (a Redis restart, a
+coordinator restart): results are also stored under their step id, which the dispatcher reads for steps that
+wait too long, and a step published again is answered from its stored result without being run twice.
+
+A step id is ``<run>:<index>:<prompt hash>``: stable across restarts of a run (so a resumed coordinator gets
+the stored results of the steps it redoes), and never reused for another prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from mdap.errors import ConfigError, PoolError, VoteFailed
+from mdap.microstep import Chain
+from mdap.models import ChatModel
+from mdap.types import Message
+from mdap.voters import Decision, Voter
+
+from ._redis import check_url, connect, is_connection_error, redact, retrying
+from .base import StepRunner
+from .wire import Keys, StepResult, VoterSpec
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisPool"]
+
+log = logging.getLogger("mdap.pool")
+
+
+@dataclass(slots=True)
+class _Waiting:
+    future: asyncio.Future[StepResult]
+    stream: str
+    payload: str
+    since: float = field(default_factory=time.monotonic)
+
+
+class RedisPool:
+    """Send steps to ``mdap worker`` processes through Redis Streams.
+
+    Args:
+        url: ``redis://[:password@]host:port/db``, or ``rediss://`` for TLS. Never printed with credentials.
+        role: the role (stream) steps go to; None = the chain's step kind (``hanoi`` steps go to role
+            ``hanoi``).
+        prefix: prefix of every Redis key of the pool.
+        connect_timeout: seconds to reach Redis before a clear PoolError.
+        reconnect_timeout: seconds to keep retrying when Redis goes away mid-run (e.g. a restart).
+        poll_s: how often a waiting step checks for a stored result whose reply went missing.
+        warn_after_s: warn (once per role) when a step waits this long and no live worker serves its role.
+
+    Raises:
+        ConfigError: not a Redis URL, or a bad setting.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        role: str | None = None,
+        prefix: str = "mdap",
+        connect_timeout: float = 5.0,
+        reconnect_timeout: float = 30.0,
+        poll_s: float = 1.0,
+        warn_after_s: float = 10.0,
+    ) -> None:
+        self.url = check_url(url)
+        if role is not None and (not role or ":" in role):
+            raise ConfigError(f"a role must be a non-empty word without ':', got {role!r}")
+        if connect_timeout <= 0 or reconnect_timeout < 0 or poll_s <= 0:
+            raise ConfigError("connect_timeout and poll_s must be > 0, reconnect_timeout >= 0")
+        self.role = role
+        self.keys = Keys(prefix)
+        self.connect_timeout = connect_timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.poll_s = poll_s
+        self.warn_after_s = warn_after_s
+        self.client_id = uuid.uuid4().hex[:12]
+        self._reply_key = self.keys.reply(self.client_id)
+        self._redis: Redis | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._waiting: dict[str, _Waiting] = {}
+        self._broken: PoolError | None = None
+        self._warned: set[str] = set()
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"RedisPool({redact(self.url)!r}, role={self.role!r}, prefix={self.keys.prefix!r})"
+
+    async def open(self) -> RedisPool:
+        """Connect (once) and start the dispatcher. Raises PoolError if Redis cannot be reached in time."""
+        if self._redis is None:
+            self._redis = await connect(self.url, connect_timeout=self.connect_timeout, read_timeout=self.poll_s + 10.0)
+            self._broken = None
+            self._closing = False
+            self._dispatcher = asyncio.create_task(self._dispatch(self._redis), name="mdap-pool-dispatcher")
+        return self
+
+    async def close(self) -> None:
+        """Stop the dispatcher and close the connection; steps still waiting fail with PoolError."""
+        task, self._dispatcher = self._dispatcher, None
+        client, self._redis = self._redis, None
+        self._closing = True
+        if task is not None and client is not None:
+            # Wake the dispatcher's BLPOP with an empty item rather than cancel it mid-command: redis-py does
+            # not always unwind a cancelled blocking read.
+            with suppress(Exception):  # Redis may be gone; the wait below bounds the stop then
+                await asyncio.wait_for(client.rpush(self._reply_key, b""), self.connect_timeout)
+            try:
+                await asyncio.wait_for(task, self.poll_s + 1.0)
+            except (TimeoutError, asyncio.CancelledError):
+                pass  # the dispatcher did not stop in time; it is cancelled by wait_for
+            except PoolError:
+                pass  # it already failed the waiting steps
+        self._fail_all(PoolError("the Redis pool was closed while steps were waiting"))
+        if client is not None:
+            with suppress(Exception):  # closing a dead connection may raise; nothing to do about it
+                await asyncio.wait_for(client.delete(self._reply_key), self.connect_timeout)
+            await client.aclose()
+
+    async def __aenter__(self) -> RedisPool:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def session(
+        self, chain: Chain[Any, Any], voter: Voter, model: ChatModel | None, run_id: str
+    ) -> AsyncIterator[StepRunner]:
+        """A runner that publishes the steps of one run of ``chain`` (``model`` is unused: workers own theirs).
+
+        Raises:
+            ConfigError: the chain names no step kind, or the voter cannot travel (see VoterSpec.of).
+            PoolError: Redis cannot be reached.
+        """
+        if chain.kind is None:
+            raise ConfigError(
+                f"chain {chain.microstep.fingerprint!r} names no step kind, so workers cannot rebuild its "
+                "microstep; build the Chain with kind=(name, params) and register the kind (mdap.pool.KINDS)"
+            )
+        kind, params = chain.kind
+        voter_spec = VoterSpec.of(voter).model_dump(mode="json")
+        role = self.role or kind
+        owns = self._redis is None
+        await self.open()
+        client = self._redis
+        assert client is not None
+        await retrying(lambda: client.sadd(self.keys.roles, role), what="register the role", **self._retry_args())
+        stream = self.keys.steps(role)
+        load = chain.microstep.load_answer
+        base = {"kind": kind, "params": dict(params), "voter": voter_spec, "reply_to": self._reply_key}
+
+        async def decide(step: int, messages: list[Message]) -> Decision[Any]:
+            text = json.dumps(messages, separators=(",", ":"))
+            digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+            step_id = f"{run_id}:{step}:{digest}"
+            payload = json.dumps({**base, "id": step_id, "messages": messages}, separators=(",", ":"))
+            result = await self.call(stream, step_id, payload)
+            return _decision(result, load)
+
+        try:
+            yield decide
+        finally:
+            if owns:
+                await self.close()
+
+    async def call(self, stream: str, step_id: str, payload: str) -> StepResult:
+        """Publish one step request (JSON of a StepRequest) to ``stream`` and wait for its result.
+
+        Raises:
+            PoolError: Redis stayed unreachable longer than ``reconnect_timeout``, or the pool was closed.
+        """
+        if self._broken is not None:
+            raise self._broken
+        client = self._redis
+        if client is None:
+            raise PoolError("the Redis pool is not open: use `async with RedisPool(...)` or await pool.open()")
+        future: asyncio.Future[StepResult] = asyncio.get_running_loop().create_future()
+        self._waiting[step_id] = _Waiting(future, stream, payload)
+        try:
+            await retrying(lambda: client.xadd(stream, {"job": payload}), what="publish a step", **self._retry_args())
+            return await future
+        finally:
+            self._waiting.pop(step_id, None)
+
+    def _retry_args(self) -> dict[str, Any]:
+        return {"url": self.url, "deadline_s": self.reconnect_timeout, "on_retry": self._note_retry}
+
+    def _note_retry(self, err: BaseException) -> None:
+        log.warning("Redis at %s unreachable (%s); retrying", redact(self.url), type(err).__name__)
+
+    def _fail_all(self, err: PoolError) -> None:
+        for waiting in list(self._waiting.values()):
+            if not waiting.future.done():
+                waiting.future.set_exception(err)
+
+    def _resolve(self, raw: bytes | str) -> None:
+        try:
+            result = StepResult.model_validate_json(raw)
+        except ValidationError:
+            log.warning("ignored a malformed reply on %s", self._reply_key)
+            return
+        waiting = self._waiting.get(result.id)
+        if waiting is not None and not waiting.future.done():
+            waiting.future.set_result(result)
+
+    async def _dispatch(self, client: Redis) -> None:
+        """Pop replies; recover stored results of steps that wait long; survive Redis restarts."""
+        while not self._closing:
+            try:
+                item = await client.blpop([self._reply_key], timeout=self.poll_s)
+                if self._closing:
+                    return
+                if item is not None:
+                    self._resolve(item[1])
+                    continue
+                await self._recover(client, resubmit=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if not is_connection_error(err):
+                    log.exception("the pool dispatcher hit an unexpected error; retrying")
+                    await asyncio.sleep(self.poll_s)
+                    continue
+                self._note_retry(err)
+                try:
+                    await retrying(client.ping, what="reconnect", **self._retry_args())
+                    await self._recover(client, resubmit=True)
+                except PoolError as lost:
+                    self._broken = lost
+                    self._fail_all(lost)
+                    return
+
+    async def _recover(self, client: Redis, *, resubmit: bool) -> None:
+        """Resolve waiting steps whose results are stored; after a reconnect, publish the others again.
+
+        Publishing a step twice is safe: a worker answers a step with a stored result from the store.
+        """
+        now = time.monotonic()
+        stale = [(sid, w) for sid, w in list(self._waiting.items()) if resubmit or now - w.since >= self.poll_s]
+        if not stale:
+            return
+        stored = await client.mget([self.keys.result(sid) for sid, _ in stale])
+        for (_, waiting), raw in zip(stale, stored, strict=True):
+            if raw is not None:
+                self._resolve(raw)
+            elif resubmit:
+                await client.xadd(waiting.stream, {"job": waiting.payload})
+        oldest = max((now - w.since for _, w in stale), default=0.0)
+        if oldest >= self.warn_after_s:
+            await self._warn_if_no_workers(client, {w.stream for _, w in stale})
+
+    async def _warn_if_no_workers(self, client: Redis, streams: set[str]) -> None:
+        roles = {s.rsplit(":", 1)[-1] for s in streams} - self._warned
+        if not roles:
+            return
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in await client.smembers(self.keys.workers)]
+        live = set()
+        for worker_id in ids:
+            role = await client.hget(self.keys.worker(worker_id), "role")
+            if role is not None:
+                live.add(role.decode() if isinstance(role, bytes) else str(role))
+        for role in sorted(roles - live):
+            self._warned.add(role)
+            log.warning(
+                "steps of role %r have waited %.0f s and no live worker serves the role; start one with "
+                "`mdap worker --redis %s --role %s --model ...`",
+                role,
+                self.warn_after_s,
+                redact(self.url),
+                role,
+            )
+
+
+def _decision(result: StepResult, load: Callable[[Any], Any]) -> Decision[Any]:
+    if result.status == "decided":
+        return Decision(
+            load(result.answer),
+            result.samples,
+            result.votes,
+            result.red_flags,
+            result.completion_tokens,
+            result.prompt_tokens,
+        )
+    if result.status == "vote_failed":
+        raise VoteFailed(
+            result.error or "the vote failed on a worker",
+            tally=result.tally or {},
+            red_flags=result.red_flags,
+            samples=result.samples,
+        )
+    raise PoolError(f"step {result.id} failed on the pool: {result.error}; see `mdap pool status` (dead letters)")

@@ -1,0 +1,179 @@
+"""What travels over Redis: key names, the step request a coordinator publishes and the result a worker writes.
+
+Wire messages are pydantic models (validated where they enter a process). A step request carries everything a
+worker needs besides its model: the step kind and parameters (to rebuild the microstep's parser from the kind
+registry), the rendered prompt, the voter's configuration, and where to send the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mdap.errors import ConfigError, VoteFailed
+from mdap.voters import Decision, FirstToAheadByK, Majority, RedFlagPolicy, Voter
+
+__all__ = ["GROUP", "Keys", "StepRequest", "StepResult", "VoterSpec"]
+
+GROUP = "workers"
+"""The consumer group every worker of a role reads with."""
+
+
+class Keys:
+    """The Redis key names of one pool (every key starts with ``prefix``)."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = "mdap") -> None:
+        if not prefix or any(c.isspace() for c in prefix):
+            raise ConfigError(f"the pool's key prefix must be a non-empty word, got {prefix!r}")
+        self.prefix = prefix
+
+    def steps(self, role: str) -> str:
+        """The stream of step requests of ``role``."""
+        return f"{self.prefix}:steps:{role}"
+
+    def dead(self, role: str) -> str:
+        """The dead-letter stream of ``role``: requests that could not be run, with the error."""
+        return f"{self.prefix}:dead:{role}"
+
+    def stats(self, role: str) -> str:
+        """Counters of ``role`` (done, reclaimed, retried, dead, duplicate)."""
+        return f"{self.prefix}:stats:{role}"
+
+    def result(self, step_id: str) -> str:
+        """The result of a step, written once (SET NX): a step run twice still has one result."""
+        return f"{self.prefix}:result:{step_id}"
+
+    def reply(self, client: str) -> str:
+        """The list a coordinator pops its results from."""
+        return f"{self.prefix}:reply:{client}"
+
+    def worker(self, worker_id: str) -> str:
+        """A worker's heartbeat hash (expires when the worker stops beating)."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        """The set of worker ids that have announced themselves (dead ones are pruned by ``pool status``)."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def roles(self) -> str:
+        """The set of roles that have a stream."""
+        return f"{self.prefix}:roles"
+
+
+class VoterSpec(BaseModel):
+    """A voter's configuration as data, so it travels with the step and the worker votes the same way."""
+
+    type: Literal["first_to_ahead_by_k", "majority"]
+    config: dict[str, Any]
+
+    @classmethod
+    def of(cls, voter: Voter) -> VoterSpec:
+        """Describe ``voter``.
+
+        Raises:
+            ConfigError: a voter type the pool cannot ship, or ``k="auto"`` not yet resolved.
+        """
+        if isinstance(voter, FirstToAheadByK):
+            if voter.k == "auto":
+                raise ConfigError("k='auto' must be resolved before steps go to a pool (calibrate first)")
+            return cls(type="first_to_ahead_by_k", config=dataclasses.asdict(voter))
+        if isinstance(voter, Majority):
+            return cls(type="majority", config=dataclasses.asdict(voter))
+        raise ConfigError(
+            f"a pool can run FirstToAheadByK or Majority voters, not {type(voter).__name__}; use the local pool"
+        )
+
+    def build(self) -> Voter:
+        """The voter this spec describes.
+
+        Raises:
+            ConfigError: the configuration does not make a valid voter.
+        """
+        config = dict(self.config)
+        try:
+            flags = config.pop("red_flags", None)
+            policy = RedFlagPolicy(**flags) if isinstance(flags, dict) else RedFlagPolicy()
+            if self.type == "first_to_ahead_by_k":
+                return FirstToAheadByK(red_flags=policy, **config)
+            return Majority(red_flags=policy, **config)
+        except TypeError as err:
+            raise ConfigError(f"bad {self.type} voter configuration: {err}") from None
+
+
+class StepRequest(BaseModel):
+    """One step for a worker: decide the answer of ``messages`` by voting.
+
+    Attributes:
+        id: the step id, unique per run and stable across coordinator restarts (``<run>:<index>``).
+        kind: the step kind in the worker's registry (e.g. ``"hanoi"``); with ``params`` it rebuilds the parser.
+        params: the kind's parameters (e.g. ``{"disks": 10}``).
+        messages: the rendered prompt.
+        voter: how to vote.
+        reply_to: the list the result is pushed to.
+        attempt: 1 for the first try; a step that raised is republished with attempt + 1.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    id: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, str]]
+    voter: VoterSpec
+    reply_to: str = Field(min_length=1)
+    attempt: int = Field(1, ge=1)
+
+
+class StepResult(BaseModel):
+    """The outcome of a step, written once per step id.
+
+    ``status`` is ``"decided"`` (``answer`` holds the microstep's ``dump_answer`` form), ``"vote_failed"`` (the
+    sample cap was reached: ``tally`` and ``error`` say how) or ``"failed"`` (the step was dead-lettered after
+    its retries: ``error`` says why).
+    """
+
+    id: str
+    status: Literal["decided", "vote_failed", "failed"]
+    answer: Any = None
+    samples: int = 0
+    votes: list[int] = Field(default_factory=list)
+    red_flags: dict[str, int] = Field(default_factory=dict)
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    tally: dict[str, int] | None = None
+    error: str | None = None
+    worker: str = ""
+
+    @classmethod
+    def decided(cls, step_id: str, d: Decision[Any], answer: Any, worker: str) -> StepResult:
+        """The result of a decided vote (``answer`` in its JSON-able form)."""
+        return cls(
+            id=step_id,
+            status="decided",
+            answer=answer,
+            samples=d.samples,
+            votes=d.votes,
+            red_flags=d.red_flags,
+            completion_tokens=d.completion_tokens,
+            prompt_tokens=d.prompt_tokens,
+            worker=worker,
+        )
+
+    @classmethod
+    def vote_failed(cls, step_id: str, err: VoteFailed, worker: str) -> StepResult:
+        """The result of a vote that reached its sample cap."""
+        return cls(
+            id=step_id,
+            status="vote_failed",
+            samples=err.samples,
+            red_flags=err.red_flags,
+            tally=err.tally,
+            error=str(err),
+            worker=worker,
+        )
