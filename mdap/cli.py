@@ -24,6 +24,7 @@ _COMMANDS = (
     "mdap._cli.worker",
     "mdap._cli.pool",
     "mdap._cli.attribute",
+    "mdap._cli.bench",
 )
 
 
