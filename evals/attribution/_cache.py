@@ -6,11 +6,12 @@ names the game's fingerprint. A line cut short by a crash is dropped on load.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mdap.errors import CheckpointError
 
@@ -39,10 +40,13 @@ class ScoreCache:
         self.fingerprint = fingerprint
         self.scores: dict[UnitKey, float] = {}
         self.items: dict[UnitKey, list[float]] = {}
+        self._lock: IO[bytes] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(path)
         if path is not None and path.exists() and path.stat().st_size:
             self._load(path)
         elif path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self._append({"mdap_score_cache": _VERSION, "fingerprint": fingerprint})
 
     def _load(self, path: Path) -> None:
@@ -80,6 +84,12 @@ class ScoreCache:
             f.flush()
             os.fsync(f.fileno())
 
+    def close(self) -> None:
+        """Release the cache for other processes."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def get(self, key: UnitKey) -> float | None:
         """The cached score of a unit, or None."""
         return self.scores.get(key)
@@ -94,3 +104,16 @@ class ScoreCache:
         self._append({"coalition": sorted(coalition), "seed": seed, "score": score, "items": items})
         self.scores[key] = score
         self.items[key] = items
+
+
+def _lock(path: Path) -> IO[bytes]:
+    """Hold an exclusive lock on ``path``'s lock file, so two attributions never append to one cache."""
+    handle = path.with_name(path.name + ".lock").open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise CheckpointError(
+            f"another attribution is using the score cache {path}; wait for it or choose another output directory"
+        ) from None
+    return handle

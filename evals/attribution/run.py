@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from mdap.errors import ConfigError, MdapError
 
@@ -64,6 +64,8 @@ class _Runner:
         is_async = inspect.iscoroutinefunction(game.scorer)
         scores = []
         for n, item in enumerate(game.benchmark):
+            if n:
+                await asyncio.sleep(0)  # let an interrupt (or a failed unit) cancel this unit between items
             try:
                 got: Any
                 if is_async:
@@ -174,55 +176,90 @@ async def attribute_async(
         raise ConfigError(f"method must be 'exact' or 'sampled', got {method!r}")
     t0 = time.perf_counter()
     store = ScoreCache(Path(cache) if cache is not None else None, game.identity())
-    runner = _Runner(game, store, parallel, progress)
-    players, seeds = game.players, list(game.seeds)
-    sampling: dict[str, Any] | None = None
-    banzhaf: dict[str, Estimate] | None = None
-    interactions: list[PairInteraction] = []
-    if method == "exact":
-        coalitions = _coalitions(players)
-        await runner.ensure([(c, s) for s in seeds for c in coalitions])
-        tables = [{c: store.scores[(c, s)] for c in coalitions} for s in seeds]
-        phis = [shapley_values(players, t.__getitem__) for t in tables]
-        betas = [banzhaf_values(players, t.__getitem__) for t in tables]
-        inters = [interaction_indices(players, t.__getitem__) for t in tables]
-        shapley = {p: _estimate([phi[p] for phi in phis], confidence) for p in players}
-        banzhaf = {p: _estimate([b[p] for b in betas], confidence) for p in players}
-        interactions = [
+    try:
+        runner = _Runner(game, store, parallel, progress)
+        if method == "exact":
+            parts = await _exact(runner, confidence)
+        else:
+            parts = await _sampled(runner, confidence, target_se, max_evaluations, sampling_seed)
+    finally:
+        store.close()
+    return _report(runner, method, confidence, parts, time.perf_counter() - t0)
+
+
+class _Parts(NamedTuple):
+    coalitions: list[frozenset[str]]
+    shapley: dict[str, Estimate]
+    banzhaf: dict[str, Estimate] | None
+    interactions: list[PairInteraction]
+    sampling: dict[str, Any] | None
+
+
+async def _exact(runner: _Runner, confidence: float) -> _Parts:
+    players, seeds, scores = runner.game.players, runner.game.seeds, runner.cache.scores
+    coalitions = _coalitions(players)
+    await runner.ensure([(c, s) for s in seeds for c in coalitions])
+    tables = [{c: scores[(c, s)] for c in coalitions} for s in seeds]
+    phis = [shapley_values(players, t.__getitem__) for t in tables]
+    betas = [banzhaf_values(players, t.__getitem__) for t in tables]
+    inters = [interaction_indices(players, t.__getitem__) for t in tables]
+    return _Parts(
+        coalitions=coalitions,
+        shapley={p: _estimate([phi[p] for phi in phis], confidence) for p in players},
+        banzhaf={p: _estimate([b[p] for b in betas], confidence) for p in players},
+        interactions=[
             PairInteraction(pair=pair, index=_estimate([i[pair] for i in inters], confidence)) for pair in inters[0]
-        ]
-    else:
-        loop = asyncio.get_running_loop()
+        ],
+        sampling=None,
+    )
 
-        def value(coalition: frozenset[str]) -> float:
-            keys = [(coalition, s) for s in seeds]
-            asyncio.run_coroutine_threadsafe(runner.ensure(keys), loop).result()
-            return math.fsum(store.scores[k] for k in keys) / len(keys)
 
-        result = await asyncio.to_thread(
-            sampled_shapley_values,
-            players,
-            value,
-            target_se=target_se,
-            max_evaluations=max_evaluations,
-            confidence=confidence,
-            seed=sampling_seed,
-        )
-        shapley = {p: Estimate(mean=e.value, low=e.low, high=e.high, se=e.se) for p, e in result.items()}
-        sampling = {"permutations": result.permutations, "evaluations": result.evaluations, "stopped": result.stopped}
-        seen = {c for c, _ in store.scores}
-        coalitions = [c for c in _coalitions(players) if c in seen and all((c, s) in store.scores for s in seeds)]
+async def _sampled(
+    runner: _Runner, confidence: float, target_se: float | None, max_evaluations: int | None, sampling_seed: int
+) -> _Parts:
+    players, seeds, scores = runner.game.players, runner.game.seeds, runner.cache.scores
+    loop = asyncio.get_running_loop()
+
+    def value(coalition: frozenset[str]) -> float:  # runs in a worker thread; scoring stays on the loop
+        keys = [(coalition, s) for s in seeds]
+        asyncio.run_coroutine_threadsafe(runner.ensure(keys), loop).result()
+        return math.fsum(scores[k] for k in keys) / len(keys)
+
+    result = await asyncio.to_thread(
+        sampled_shapley_values,
+        players,
+        value,
+        target_se=target_se,
+        max_evaluations=max_evaluations,
+        confidence=confidence,
+        seed=sampling_seed,
+    )
+    done = {c for c, _ in scores}
+    return _Parts(
+        coalitions=[c for c in _coalitions(players) if c in done and all((c, s) in scores for s in seeds)],
+        shapley={p: Estimate(mean=e.value, low=e.low, high=e.high, se=e.se) for p, e in result.items()},
+        banzhaf=None,
+        interactions=[],
+        sampling={"permutations": result.permutations, "evaluations": result.evaluations, "stopped": result.stopped},
+    )
+
+
+def _report(
+    runner: _Runner, method: Literal["exact", "sampled"], confidence: float, parts: _Parts, wall: float
+) -> AttributionReport:
+    game, scores = runner.game, runner.cache.scores
+    players, seeds = game.players, list(game.seeds)
     rows = [
         CoalitionScore(
             coalition=[p for p in players if p in c],
-            scores=[store.scores[(c, s)] for s in seeds],
-            items=[store.items.get((c, s), []) for s in seeds],
-            value=_estimate([store.scores[(c, s)] for s in seeds], confidence),
+            scores=[scores[(c, s)] for s in seeds],
+            items=[runner.cache.items.get((c, s), []) for s in seeds],
+            value=_estimate([scores[(c, s)] for s in seeds], confidence),
         )
-        for c in coalitions
+        for c in parts.coalitions
     ]
-    empty = _estimate([store.scores[(frozenset(), s)] for s in seeds], confidence)
-    full = _estimate([store.scores[(frozenset(players), s)] for s in seeds], confidence)
+    empty = _estimate([scores[(frozenset(), s)] for s in seeds], confidence)
+    full = _estimate([scores[(frozenset(players), s)] for s in seeds], confidence)
     return AttributionReport(
         name=game.name,
         method=method,
@@ -231,17 +268,17 @@ async def attribute_async(
         seeds=seeds,
         benchmark_items=len(game.benchmark),
         confidence=confidence,
-        shapley=shapley,
-        banzhaf=banzhaf,
-        interactions=interactions,
+        shapley=parts.shapley,
+        banzhaf=parts.banzhaf,
+        interactions=parts.interactions,
         empty=empty,
         full=full,
-        efficiency_gap=math.fsum(e.mean for e in shapley.values()) - (full.mean - empty.mean),
+        efficiency_gap=math.fsum(e.mean for e in parts.shapley.values()) - (full.mean - empty.mean),
         coalitions=rows,
         scored=runner.scored,
         cached=len(rows) * len(seeds) - runner.scored,
-        wall_seconds=time.perf_counter() - t0,
-        sampling=sampling,
+        wall_seconds=wall,
+        sampling=parts.sampling,
     )
 
 

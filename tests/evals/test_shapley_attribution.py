@@ -23,6 +23,7 @@ from mdap.evals.attribution import (
     plot_attribution,
     write_outputs,
 )
+from mdap.evals.attribution._cache import ScoreCache
 from mdap.evals.shapley import shapley_values
 
 # A game whose pipeline is a dict of numbers: the score is their sum (+ a pair bonus) plus a per-seed offset.
@@ -299,3 +300,37 @@ def test_importing_attribution_loads_no_matplotlib() -> None:
     code = "import sys, mdap.evals.attribution, mdap.evals.shapley; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_two_attributions_never_share_a_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "scores.jsonl"
+    holder = ScoreCache(cache, _game().identity())
+    try:
+        with pytest.raises(CheckpointError, match="another attribution is using"):
+            attribute(_game(), cache=cache)
+    finally:
+        holder.close()
+    assert attribute(_game(), cache=cache).scored == 24
+
+
+async def test_cancelling_stops_soon_even_when_the_scorer_never_suspends(tmp_path: Path) -> None:
+    # Ctrl-C cancels the main task; a scorer that never awaits anything must still stop within a unit or two.
+    calls = 0
+    main: asyncio.Task[Any] | None = None
+
+    async def busy(pipeline: dict[str, float], item: int, seed: int) -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 5 and main is not None:
+            main.cancel()
+        return _score(pipeline, item, seed)
+
+    main = asyncio.create_task(attribute_async(_game(busy), cache=tmp_path / "c.jsonl", parallel=2))
+    with pytest.raises(asyncio.CancelledError):
+        await main
+    assert 5 <= calls <= 5 + 2 * 3  # at most the units in flight finish their current item
+    cached = len((tmp_path / "c.jsonl").read_text().splitlines()) - 1
+    assert 1 <= cached < 24
+    report = await attribute_async(_game(), cache=tmp_path / "c.jsonl")
+    assert report.cached == cached
+    assert report.scored == 24 - cached
