@@ -77,3 +77,14 @@ def test_a_cache_from_another_config_exits_2(tmp_path: Path, capsys: pytest.Capt
     changed = _config(tmp_path, base={"disks": 4})
     assert main(["attribute", str(changed), "--out", str(out), "--no-progress", "--no-plot"]) == 2
     assert "written for another game" in capsys.readouterr().err
+
+
+def test_sampled_method_from_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _config(tmp_path, method="sampled", max_evaluations=4, seeds=[0])
+    assert main(["attribute", str(path), "--out", str(tmp_path / "s"), "--no-progress", "--no-plot"]) == 0
+    assert "sampling:" in capsys.readouterr().out
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["method"] == "sampled"
+    assert report["sampling"]["evaluations"] == 4  # both players: every coalition, each scored once
+    assert report["banzhaf"] is None
+    assert all(e["low"] <= e["mean"] <= e["high"] for e in report["shapley"].values())
