@@ -107,8 +107,8 @@ class ScoreCache:
 
 
 def _lock(path: Path) -> IO[bytes]:
-    """Hold an exclusive lock on ``path``'s lock file, so two attributions never append to one cache."""
-    handle = path.with_name(path.name + ".lock").open("ab")
+    """Hold an exclusive (advisory) lock on the cache file, so two attributions never append to one cache."""
+    handle = path.open("ab")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
