@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mdap.errors import ConfigError, VoteFailed
+from mdap.errors import ConfigError, MdapError, VoteFailed
 from mdap.models import ChatModel
 
 from .kinds import KindRegistry, SimulatedSettings, StepKind
@@ -88,11 +88,26 @@ class StepHandler:
             Exception: whatever the model raises (e.g. ModelError); the worker retries the step.
         """
         kind = self.kinds.resolve(request.kind, request.params)
+        if request.work is not None:
+            return await self._work(request, kind)
+        ms = kind.microstep
+        if ms is None or request.voter is None:
+            raise ConfigError(f"step kind {request.kind!r} has no microstep: it runs work items only")
         voter = request.voter.build()
         model = self.model_for(request, kind)
-        ms = kind.microstep
         try:
             decision = await voter.decide(model, request.messages, ms.parse)  # type: ignore[arg-type]
         except VoteFailed as err:
             return StepResult.vote_failed(request.id, err, self.worker_id)
         return StepResult.decided(request.id, decision, ms.dump_answer(decision.answer), self.worker_id)
+
+    async def _work(self, request: StepRequest, kind: StepKind) -> StepResult:
+        """Run a work item; its MdapError is its (final) failure, for the coordinator's own retry policy."""
+        if kind.work is None or request.work is None:
+            raise ConfigError(f"step kind {request.kind!r} runs no work items")
+        try:
+            output = await kind.work(request.work)
+        except MdapError as err:
+            error = f"{type(err).__name__}: {err}"
+            return StepResult(id=request.id, status="failed", error=error, worker=self.worker_id)
+        return StepResult(id=request.id, status="decided", answer=dict(output), worker=self.worker_id)

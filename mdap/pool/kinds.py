@@ -9,7 +9,7 @@ register their kinds here (e.g. ``mdap.evals.hanoi.register_pool_kinds``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +36,16 @@ class StepKind:
     """What a worker needs to run steps of one kind.
 
     Args:
-        microstep: parses samples into answers and dumps the decided answer for the wire.
+        microstep: parses samples into answers and dumps the decided answer for the wire (microstep kinds).
         simulated: builds the task's simulated model (its oracle knows the right answers); None if the kind
             has none, so ``--model simulated`` cannot serve it.
+        work: runs a whole JSON-able work item and returns its JSON-able output (work kinds, e.g. a pipeline
+            subtask with its own model, voter and tools); an MdapError it raises is the item's failure.
     """
 
-    microstep: Microstep[Any, Any]
+    microstep: Microstep[Any, Any] | None = None
     simulated: Callable[[SimulatedSettings], ChatModel] | None = None
+    work: Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]] | None = None
 
 
 StepKindFactory = Callable[[Mapping[str, Any]], StepKind]

@@ -97,6 +97,7 @@ class RedisPool:
         self._waiting: dict[str, _Waiting] = {}
         self._broken: PoolError | None = None
         self._warned: set[str] = set()
+        self._roles: set[str] = set()
         self._closing = False
 
     def __repr__(self) -> str:
@@ -179,6 +180,26 @@ class RedisPool:
         finally:
             if owns:
                 await self.close()
+
+    async def run_work(self, kind: str, work_id: str, work: dict[str, Any], *, role: str | None = None) -> Any:
+        """Run one JSON-able work item of ``kind`` on a worker of ``role`` (default: the pool's role, else the
+        kind) and return its output. ``work_id`` names the item; the same id is answered once.
+
+        Raises:
+            PoolError: the item failed on the worker (the message carries its error), or Redis is unreachable.
+        """
+        await self.open()
+        client = self._redis
+        assert client is not None
+        role = role or self.role or kind
+        if role not in self._roles:
+            await retrying(lambda: client.sadd(self.keys.roles, role), what="register the role", **self._retry_args())
+            self._roles.add(role)
+        request = {"id": work_id, "kind": kind, "work": work, "reply_to": self._reply_key}
+        result = await self.call(self.keys.steps(role), work_id, json.dumps(request, separators=(",", ":")))
+        if result.status == "decided":
+            return result.answer
+        raise PoolError(f"work item {work_id} failed on worker {result.worker or '?'}: {result.error}")
 
     async def call(self, stream: str, step_id: str, payload: str) -> StepResult:
         """Publish one step request (JSON of a StepRequest) to ``stream`` and wait for its result.

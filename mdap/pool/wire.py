@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from mdap.errors import ConfigError, VoteFailed
 from mdap.voters import Decision, FirstToAheadByK, Majority, RedFlagPolicy, Voter
@@ -107,14 +107,15 @@ class VoterSpec(BaseModel):
 
 
 class StepRequest(BaseModel):
-    """One step for a worker: decide the answer of ``messages`` by voting.
+    """One step for a worker: decide the answer of ``messages`` by voting -- or run a ``work`` item.
 
     Attributes:
         id: the step id, unique per run and stable across coordinator restarts (``<run>:<index>``).
         kind: the step kind in the worker's registry (e.g. ``"hanoi"``); with ``params`` it rebuilds the parser.
         params: the kind's parameters (e.g. ``{"disks": 10}``).
-        messages: the rendered prompt.
-        voter: how to vote.
+        messages: the rendered prompt (a microstep).
+        voter: how to vote (a microstep).
+        work: a JSON-able work item the kind's ``work`` function runs instead (e.g. a pipeline subtask).
         reply_to: the list the result is pushed to.
         attempt: 1 for the first try; a step that raised is republished with attempt + 1.
     """
@@ -124,18 +125,25 @@ class StepRequest(BaseModel):
     id: str = Field(min_length=1)
     kind: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
-    messages: list[dict[str, str]]
-    voter: VoterSpec
+    messages: list[dict[str, str]] = Field(default_factory=list)
+    voter: VoterSpec | None = None
+    work: dict[str, Any] | None = None
     reply_to: str = Field(min_length=1)
     attempt: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_job(self) -> StepRequest:
+        if (self.work is None) == (self.voter is None) or (self.voter is not None and not self.messages):
+            raise ValueError("a step request holds either messages and a voter, or a work item")
+        return self
 
 
 class StepResult(BaseModel):
     """The outcome of a step, written once per step id.
 
-    ``status`` is ``"decided"`` (``answer`` holds the microstep's ``dump_answer`` form), ``"vote_failed"`` (the
-    sample cap was reached: ``tally`` and ``error`` say how) or ``"failed"`` (the step was dead-lettered after
-    its retries: ``error`` says why).
+    ``status`` is ``"decided"`` (``answer`` holds the microstep's ``dump_answer`` form, or a work item's
+    output), ``"vote_failed"`` (the sample cap was reached: ``tally`` and ``error`` say how) or ``"failed"``
+    (the step was dead-lettered after its retries, or a work item raised: ``error`` says why).
     """
 
     id: str
