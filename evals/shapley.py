@@ -36,7 +36,6 @@ __all__ = [
     "ShapleyEstimate",
     "ValueFn",
     "banzhaf_values",
-    "coalition_table",
     "interaction_indices",
     "sampled_shapley_values",
     "shapley_values",
@@ -46,7 +45,7 @@ MAX_EXACT_PLAYERS = 20
 """Exact attribution enumerates 2^n coalitions; above this many players use :func:`sampled_shapley_values`."""
 
 
-def coalition_table(players: Sequence[str], value: ValueFn) -> list[float]:
+def _coalition_table(players: Sequence[str], value: ValueFn) -> list[float]:
     """``value`` of every coalition, indexed by bitmask (bit ``i`` set = ``players[i]`` in the coalition).
 
     Raises:
@@ -90,7 +89,7 @@ def shapley_values(players: Sequence[str], value: ValueFn) -> dict[str, float]:
         ConfigError: bad players or a value that is not a finite number.
     """
     names = check_players(players)
-    table = coalition_table(names, value)
+    table = _coalition_table(names, value)
     n = len(names)
     fact = [math.factorial(j) for j in range(n + 1)]
     phi = _weighted_marginals(n, table, lambda s: fact[s] * fact[n - s - 1] / fact[n])
@@ -111,7 +110,7 @@ def banzhaf_values(players: Sequence[str], value: ValueFn) -> dict[str, float]:
         ConfigError: bad players or a value that is not a finite number.
     """
     names = check_players(players)
-    table = coalition_table(names, value)
+    table = _coalition_table(names, value)
     n = len(names)
     w = 1.0 / (1 << (n - 1))
     return dict(zip(names, _weighted_marginals(n, table, lambda _s: w), strict=True))
@@ -130,7 +129,7 @@ def interaction_indices(players: Sequence[str], value: ValueFn) -> dict[tuple[st
         ConfigError: bad players or a value that is not a finite number.
     """
     names = check_players(players)
-    table = coalition_table(names, value)
+    table = _coalition_table(names, value)
     n = len(names)
     if n < 2:
         return {}
