@@ -93,6 +93,11 @@ async def connect(url: str, *, connect_timeout: float = 5.0, read_timeout: float
         raise ConfigError(f"bad Redis URL {redact(url)!r}: {err}") from None
     try:
         await asyncio.wait_for(client.ping(), connect_timeout)
+    except (TypeError, ValueError) as err:  # redis-py checks URL options only when it connects
+        await client.aclose()
+        raise ConfigError(
+            f"bad Redis URL options in {redact(url)!r} ({err}); TLS options (ssl_*) need a rediss:// URL"
+        ) from None
     except (TimeoutError, RedisError, OSError) as err:
         await client.aclose()
         kind = type(err).__name__

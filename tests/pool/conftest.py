@@ -18,10 +18,10 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
     started: list[RedisServer] = []
 
-    def make(*args: str, password: str | None = None) -> RedisServer:
+    def make(*args: str, password: str | None = None, port: int | None = None) -> RedisServer:
         d = tmp_path / f"redis{len(started)}"
         d.mkdir()
-        server = RedisServer(free_port(), d, list(args), password)
+        server = RedisServer(port or free_port(), d, list(args), password)
         server.start()
         started.append(server)
         return server

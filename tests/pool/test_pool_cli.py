@@ -183,3 +183,31 @@ def test_credentials_are_never_printed(redis_factory: object, workers: Workers, 
     assert "redis://***@127.0.0.1" in logs
     everything = logs + (out + err + status_out.stdout + status_out.stderr + denied.stderr).decode()
     assert secret not in everything
+
+
+def test_tls_with_rediss_and_a_password(redis_factory: object, workers: Workers, tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    tls = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+    server: RedisServer = redis_factory(*tls, password="tls-s3cret", port=port)  # type: ignore[operator]
+    url = f"rediss://:tls-s3cret@127.0.0.1:{server.port}?ssl_ca_certs={cert}"
+    workers.start(url, *FAST)
+    proc = hanoi(url, tmp_path, "--disks", "4", "--report", str(tmp_path / "r.json"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads((tmp_path / "r.json").read_text())["steps"] == 15
+    plain = hanoi(f"redis://:tls-s3cret@127.0.0.1:{server.port}", tmp_path, "--disks", "4")  # no TLS: no answer
+    _, plain_err = plain.communicate(timeout=60)
+    assert plain.returncode == 1 and b"cannot reach Redis at redis://***@127.0.0.1" in plain_err
+    mixed = hanoi(url.replace("rediss://", "redis://"), tmp_path, "--disks", "4")  # TLS options on redis://
+    _, mixed_err = mixed.communicate(timeout=60)
+    assert mixed.returncode == 2 and b"need a rediss:// URL" in mixed_err
+    plain_err += mixed_err
+    assert workers.stop_all() == [0]
+    assert "tls-s3cret" not in workers.output() + (out + err + plain_err).decode()
