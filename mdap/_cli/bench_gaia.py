@@ -1,0 +1,97 @@
+"""``mdap bench gaia``: run GAIA questions through the default pipeline and score them by the official rules."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+__all__ = ["add_parser"]
+
+
+def _ids(value: str) -> list[str]:
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError("give one or more task ids, separated by commas")
+    return ids
+
+
+def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``gaia`` suite to ``mdap bench``."""
+    p = suites.add_parser(
+        "gaia",
+        help="GAIA: questions with attachments, official scoring, leaderboard JSONL",
+        description="Run GAIA questions (official layout DIR/2023/<split>/metadata.jsonl or .parquet) through the "
+        "default planner + worker pipeline, score them by the official rules, and write submission.jsonl "
+        "(task_id, model_answer, reasoning_trace), results.jsonl and summary.json. A resumed run skips the "
+        "questions already recorded.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="the GAIA folder that holds 2023/ (mdap never downloads it); 'mini' = the offline suite shipped with mdap",
+    )
+    p.add_argument("--split", default="validation", help="split folder under 2023/ (default validation)")
+    p.add_argument("--level", type=int, action="append", choices=(1, 2, 3), help="only this level (repeatable)")
+    p.add_argument("--ids", type=_ids, default=None, help="only these task ids (comma-separated)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions after the filters")
+    p.add_argument(
+        "--model",
+        default="simulated",
+        help="simulated (a dry run: an oracle that knows --known of the answers) | local | http(s)://server/v1",
+    )
+    p.add_argument("--model-name", default=None, help="the served model name (URL backends)")
+    p.add_argument("--adapter", default=None, help="LoRA adapter name the samples come from")
+    p.add_argument("--known", type=float, default=1.0, help="simulated: fraction of the answers it knows (default 1)")
+    p.add_argument("--error-rate", type=float, default=0.0, help="simulated: per-sample error rate")
+    p.add_argument("--seed", type=int, default=0, help="simulated: seed of the known subset and the errors")
+    p.add_argument("--planner", choices=("llm", "fixed"), default="llm", help="llm (default) or fixed one-step plan")
+    p.add_argument("--k", type=int, default=2, help="vote margin of the final answer (default 2)")
+    p.add_argument("--max-samples", type=int, default=8, help="sample cap of the final-answer vote (default 8)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature after a vote's first sample")
+    p.add_argument("--max-tokens", type=int, default=1024, help="completion token limit per sample")
+    p.add_argument("--max-tool-rounds", type=int, default=4, help="tool rounds per solver step")
+    p.add_argument("--concurrency", type=int, default=2, help="questions run at once (default 2)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/gaia-<split>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished task ids")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=_gaia)
+
+
+def _gaia(args: argparse.Namespace) -> int:
+    from mdap.evals.gaia import MINI_DATA, GaiaConfig, format_table, run_gaia
+
+    data = MINI_DATA if args.data == "mini" and not Path(args.data).exists() else Path(args.data)
+    cfg = GaiaConfig.build(
+        data=data,
+        split=args.split,
+        levels=args.level,
+        ids=args.ids,
+        limit=args.limit,
+        model=args.model,
+        model_name=args.model_name,
+        adapter=args.adapter,
+        known=args.known,
+        error_rate=args.error_rate,
+        seed=args.seed,
+        planner=args.planner,
+        k=args.k,
+        max_samples=args.max_samples,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        max_tool_rounds=args.max_tool_rounds,
+        concurrency=args.concurrency,
+        out=args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    summary = asyncio.run(run_gaia(cfg))
+    print(format_table(summary))
+    print(
+        f"skipped {summary.skipped} finished, {len(summary.errors)} errors, {summary.samples:,} samples, "
+        f"{summary.wall_seconds:,.1f} s"
+    )
+    print(f"wrote {cfg.out_dir}/submission.jsonl, results.jsonl, summary.json")
+    for task_id, error in summary.errors.items():
+        print(f"error {task_id}: {error[:300]} (run again with --resume to retry it)")
+    return 1 if summary.errors else 0
