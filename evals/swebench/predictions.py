@@ -1,0 +1,73 @@
+"""Predictions in the format SWE-bench's harness takes: ``instance_id``, ``model_name_or_path``, ``model_patch``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mdap.errors import ConfigError
+
+__all__ = ["Prediction", "append_prediction", "load_predictions"]
+
+
+class Prediction(BaseModel):
+    """One prediction: the patch a system proposes for an instance."""
+
+    model_config = ConfigDict(extra="allow")
+
+    instance_id: str = Field(min_length=1)
+    model_name_or_path: str = "unknown"
+    model_patch: str | None = Field(default="", description="a unified diff; empty or null = no change")
+
+
+def load_predictions(path: str | Path) -> dict[str, Prediction]:
+    """Read predictions from JSONL (one per line), a JSON list, or a JSON object keyed by instance id.
+
+    The last prediction of an instance wins (a resumed run appends).
+
+    Raises:
+        ConfigError: a missing file, a line that is not JSON, or a prediction without ``instance_id``; the
+            message names the file, the line and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"predictions file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    records: list[tuple[str, object]] = []
+    stripped = text.lstrip()
+    if path.suffix == ".json" or stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON (line {err.lineno}): {err}") from None
+        items = (
+            list(data.items()) if isinstance(data, dict) else list(enumerate(data)) if isinstance(data, list) else None
+        )
+        if items is None:
+            raise ConfigError(f"{path}: expected a list of predictions or an object keyed by instance id")
+        records = [(f"item {k}", v) for k, v in items]
+    else:
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append((f"line {number}", json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise ConfigError(f"{path}: line {number} is not valid JSON: {err}") from None
+    out: dict[str, Prediction] = {}
+    for where, record in records:
+        try:
+            pred = Prediction.model_validate(record)
+        except ValidationError as err:
+            e = err.errors()[0]
+            field = ".".join(str(p) for p in e["loc"]) or "?"
+            raise ConfigError(f"{path}: {where}: field {field}: {e['msg']}") from None
+        out[pred.instance_id] = pred
+    return out
+
+
+def append_prediction(path: Path, prediction: Prediction) -> None:
+    """Append one prediction to a JSONL file (flushed, so a killed run keeps it)."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(prediction.model_dump(), ensure_ascii=False) + "\n")
