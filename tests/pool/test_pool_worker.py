@@ -65,7 +65,7 @@ async def test_malformed_messages_go_to_the_dead_letter_stream_and_the_worker_ke
         errors = [fields[b"error"].decode() for _, fields in dead]
         assert all(e.startswith("malformed step request") for e in errors)
         assert "no 'job' field" in errors[1]
-        assert "messages: Field required" in errors[2]
+        assert "reply_to: Field required" in errors[2]
         assert dead[0][1][b"job"] == b"{not json"
         status = await read_status(client)
         assert status.roles[0].dead_letter == 3 and status.roles[0].pending == 0 and status.roles[0].done == 31
