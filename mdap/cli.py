@@ -20,7 +20,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 # One line per subcommand module (mdap/_cli/<name>.py); the order is the order of `mdap --help`.
 _COMMANDS = (
+    "mdap._cli.run",
     "mdap._cli.hanoi",
+    "mdap._cli.serve",
     "mdap._cli.worker",
     "mdap._cli.pool",
     "mdap._cli.attribute",

@@ -1,21 +1,32 @@
-"""Model backends: the ChatModel protocol, the Sample it returns, and the simulated backend.
+"""Model backends: the ChatModel protocol and Sample, OpenAI-compatible servers, vLLM serving with LoRA adapters,
+the embedded local model, and the simulated and scripted backends.
 
-Heavy backends (OpenAI-compatible servers, vLLM) import lazily so ``import mdap`` stays light.
+The backends import their heavy packages (openai, vllm, torch, transformers) only when used, so ``import mdap``
+stays light.
 """
 
 from __future__ import annotations
 
+from .adapters import Adapter, AdapterRegistry
 from .base import ChatModel, Sample
+from .local import LocalModel
+from .openai_compat import OpenAICompatible
 from .scripted import ModelCall, ScriptedModel
 from .simulated import Oracle, SimulatedModel, WrongAnswer, perturb_digit
+from .vllm_server import VLLMServer
 
 __all__ = [
+    "Adapter",
+    "AdapterRegistry",
     "ChatModel",
+    "LocalModel",
     "ModelCall",
+    "OpenAICompatible",
     "Oracle",
     "Sample",
     "ScriptedModel",
     "SimulatedModel",
+    "VLLMServer",
     "WrongAnswer",
     "perturb_digit",
 ]

@@ -24,6 +24,14 @@ def from_spec(spec: str, *, model_name: str | None = None, adapter: str | None =
     Raises:
         ConfigError: an unknown spec, or a backend whose optional dependencies are missing.
     """
+    if spec == "local":
+        from .local import LocalModel  # lazy: the vLLM/transformers checks run only when asked for
+
+        return LocalModel(adapter=adapter)
+    if spec.startswith(("http://", "https://")):
+        from .openai_compat import OpenAICompatible
+
+        return OpenAICompatible(spec, model_name, adapter=adapter)
     raise ConfigError(
         f"unknown model {spec!r}: use 'simulated', 'local', or the http(s):// URL of an OpenAI-compatible server"
     )

@@ -11,6 +11,12 @@ from mdap.errors import ConfigError
 
 __all__ = ["add_parser"]
 
+# `--model local` defaults. The embedded 135M model on a CPU makes ~10-40 tokens/s and mostly fails the strict
+# two-line answer format; any sample past the two lines (~40 tokens at 3 disks) is a red flag anyway. MAKER's
+# 750-token limit and 100-sample cap would keep one undecidable step going for half an hour.
+LOCAL_MAX_TOKENS = 96
+LOCAL_MAX_SAMPLES = 30
+
 
 def _k(value: str) -> int | str:
     if value == "auto":
@@ -43,8 +49,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--target", type=float, default=0.95, help="k=auto: whole-run success target")
     p.add_argument("--temperature", type=float, default=0.1, help="sampling temperature")
     p.add_argument("--first-temperature", type=float, default=None, help="temperature of each step's first sample")
-    p.add_argument("--max-samples", type=int, default=100, help="sample cap per step")
-    p.add_argument("--max-tokens", type=int, default=750, help="completion token limit (longer = red flag)")
+    p.add_argument(
+        "--max-samples", type=int, default=None, help=f"sample cap per step (default 100; {LOCAL_MAX_SAMPLES} if local)"
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help=f"completion token limit, longer = red flag (default 750; {LOCAL_MAX_TOKENS} if local)",
+    )
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoint directory (default .mdap/hanoi-N)")
     p.add_argument("--trace", type=Path, default=None, help="write a JSONL trace of every decided step")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the run directory")
@@ -63,6 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def _hanoi(args: argparse.Namespace) -> int:
     from mdap.evals.hanoi import HanoiConfig, run_hanoi
 
+    local = args.model == "local"
     cfg = HanoiConfig.build(
         disks=args.disks,
         model=args.model,
@@ -76,8 +90,8 @@ def _hanoi(args: argparse.Namespace) -> int:
         target=args.target,
         temperature=args.temperature,
         first_temperature=args.first_temperature,
-        max_samples=args.max_samples,
-        max_tokens=args.max_tokens,
+        max_samples=(LOCAL_MAX_SAMPLES if local else 100) if args.max_samples is None else args.max_samples,
+        max_tokens=(LOCAL_MAX_TOKENS if local else 750) if args.max_tokens is None else args.max_tokens,
         run_dir=args.run_dir,
         trace=args.trace,
         resume=args.resume,

