@@ -55,7 +55,18 @@ class MemoryStore(ResultStore):
 
 
 class SqliteStore(ResultStore):
-    """Records in a table of a SQLite file (WAL), shared with LangGraph's checkpointer file."""
+    """Records in a SQLite file (WAL) beside LangGraph's checkpoint file (see :meth:`beside`).
+
+    Not the checkpoint file itself: LangGraph's saver keeps write transactions open across awaits on its own
+    thread, and a synchronous writer on the same file would wait for the lock while blocking the event loop
+    that the saver needs to commit.
+    """
+
+    @staticmethod
+    def beside(checkpoint: str | Path) -> Path:
+        """The results file of a checkpoint file: ``runs.sqlite`` -> ``runs.results.sqlite``."""
+        path = Path(checkpoint)
+        return path.with_name(f"{path.stem}.results{path.suffix or '.sqlite'}")
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -94,13 +105,17 @@ class SqliteStore(ResultStore):
             return
         rows, self._pending = self._pending, []
         db = self._db
-        db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR REPLACE INTO mdap_subtask_results VALUES (?, ?, ?)", rows)
-        except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("BEGIN")
+            try:
+                db.executemany("INSERT OR REPLACE INTO mdap_subtask_results VALUES (?, ?, ?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.OperationalError:
+            self._pending[:0] = rows  # keep them for the next flush (e.g. the file was busy)
             raise
-        db.execute("COMMIT")
 
     def clear(self, thread: str) -> None:
         self.flush()

@@ -281,8 +281,9 @@ class CompiledPipeline:
         t0 = time.perf_counter()
         config: dict[str, Any] = {"configurable": {"thread_id": thread}, "recursion_limit": 100}
         try:
-            final = await self._invoke(task, thread, config, events, resume, approve)
-            result = self._result(final, task, thread, resume, time.perf_counter() - t0, before)
+            ctx = self._context(thread, events)
+            final = await self._invoke(task, thread, config, ctx, resume, approve)
+            result = self._result(final, ctx, task, thread, resume, time.perf_counter() - t0, before)
             if events.active:
                 events.emit(
                     "run_finished", status=result.status, answer=(result.answer or "")[:500], error=result.error
@@ -297,7 +298,7 @@ class CompiledPipeline:
         task: Task,
         thread: str,
         config: dict[str, Any],
-        events: EventBus,
+        ctx: RunContext,
         resume: bool,
         approve: bool | Plan | None,
     ) -> dict[str, Any]:
@@ -306,24 +307,24 @@ class CompiledPipeline:
                 raise ConfigError("resume needs a checkpoint file: .checkpoint(path)")
             store: ResultStore = self._memory
             store.clear(thread)
-            ctx = self._context(store, thread, events)
+            ctx.store = store
             final: dict[str, Any] = await self.graph.ainvoke({"task": task.model_dump()}, config, context=ctx)
             return final
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(self.checkpoint)
+        store = SqliteStore(SqliteStore.beside(self.checkpoint))
         try:
             async with AsyncSqliteSaver.from_conn_string(str(self.checkpoint)) as saver:
                 graph = self.graph.copy(update={"checkpointer": saver})
-                ctx = self._context(store, thread, events)
+                ctx.store = store
                 inp = await self._input(graph, saver, store, config, task, thread, resume, approve)
                 final = await graph.ainvoke(inp, config, context=ctx)
                 return final
         finally:
             store.close()
 
-    def _context(self, store: ResultStore, thread: str, events: EventBus) -> RunContext:
+    def _context(self, thread: str, events: EventBus) -> RunContext:
         for worker in self.workers.values():
             worker.events = events
         return RunContext(
@@ -331,7 +332,7 @@ class CompiledPipeline:
             roles=self.roles,
             runner=self.runner,
             policy=self.policy,
-            store=store,
+            store=self._memory,
             thread=thread,
             events=events,
             approval=self.approval,
@@ -369,11 +370,22 @@ class CompiledPipeline:
         return None
 
     def _result(
-        self, final: dict[str, Any], task: Task, thread: str, resumed: bool, wall: float, before: ModuleStats | None
+        self,
+        final: dict[str, Any],
+        ctx: RunContext,
+        task: Task,
+        thread: str,
+        resumed: bool,
+        wall: float,
+        before: ModuleStats | None,
     ) -> RunResult:
-        results = {sid: SubtaskResult.from_record(r) for sid, r in (final.get("results") or {}).items()}
+        records = final.get("results") or {}
+        if ctx.last is not None and ctx.last[0] is records:
+            results = ctx.last[1]  # the same pass, not read back from a checkpoint: no need to rebuild
+        else:
+            results = {sid: SubtaskResult.from_record(r) for sid, r in records.items()}
         planner_stats = _diff(before, _meter_stats(self.planner_meter))
-        plan = Plan.model_validate(final["plan"]) if final.get("plan") else None
+        plan = ctx.plan_of(final["plan"]) if final.get("plan") else None
         status = final.get("status", "failed")
         if "__interrupt__" in final:
             status = "awaiting_approval"
@@ -387,7 +399,7 @@ class CompiledPipeline:
             resumed=resumed,
             spent=final.get("spent") or {},
         )
-        return RunResult(
+        return RunResult.model_construct(  # every field is built and checked above: skip re-validating
             status=status,
             answer=final.get("answer"),
             task=task,

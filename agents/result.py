@@ -45,22 +45,24 @@ class RunResult(BaseModel):
 
 def add_spent(spent: Mapping[str, Mapping[str, Any]], results: Iterable[SubtaskResult]) -> dict[str, dict[str, Any]]:
     """``spent`` (role -> ModuleStats as a dict) plus the work of ``results`` that ran in this session."""
-    modules = {role: ModuleStats.model_validate(m) for role, m in spent.items()}
+    modules = {role: ModuleStats.model_validate(m).model_dump() for role, m in spent.items()}
     for r in results:
         if r.children is not None or r.cached:
             continue  # a split subtask's work is in its children's; cached results cost nothing this session
         m = modules.get(r.role)
         if m is None:
-            m = modules[r.role] = ModuleStats()
-        m.steps += 1
-        m.samples += r.samples
-        m.completion_tokens += r.completion_tokens
-        m.prompt_tokens += r.prompt_tokens
-        m.cost += r.cost
-        m.model_seconds += r.model_seconds
-        for kind, c in r.red_flags.items():
-            m.red_flags[kind] = m.red_flags.get(kind, 0) + c
-    return {role: m.model_dump() for role, m in modules.items()}
+            m = modules[r.role] = ModuleStats().model_dump()
+        m["steps"] += 1
+        m["samples"] += r.samples
+        m["completion_tokens"] += r.completion_tokens
+        m["prompt_tokens"] += r.prompt_tokens
+        m["cost"] += r.cost
+        m["model_seconds"] += r.model_seconds
+        if r.red_flags:
+            flags = m["red_flags"]
+            for kind, c in r.red_flags.items():
+                flags[kind] = flags.get(kind, 0) + c
+    return modules
 
 
 def build_report(

@@ -74,7 +74,7 @@ def _pipeline(db: Path, calls: list[str]) -> Pipeline:
 
 
 def _persisted(db: Path) -> int:
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(db.with_name("runs.results.sqlite")) as con:
         (n,) = con.execute("SELECT COUNT(*) FROM mdap_subtask_results WHERE thread_id = 't1'").fetchone()
     return int(n)
 

@@ -1,0 +1,206 @@
+"""Pipelines from a config file (JSON, TOML, or YAML when PyYAML is installed), for ``mdap run --roles``.
+
+    {
+      "roles": [
+        {"name": "researcher", "description": "finds facts", "tools": ["python", "files"],
+         "voter": {"kind": "ahead_by_k", "k": 2}},
+        {"name": "writer", "description": "writes the answer", "voter": {"kind": "majority", "n": 3}}
+      ],
+      "planner": {"max_attempts": 3},
+      "policy": {"max_concurrency": 8, "retries": 2},
+      "workspace": "work"
+    }
+
+``roles`` may also be a table keyed by role name. Tools are built-in groups: ``python``, ``shell``, ``files``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mdap.errors import ConfigError
+from mdap.models import ChatModel
+from mdap.planners import LLMPlanner, RecursivePlanner
+from mdap.voters import FirstToAheadByK, Majority, Voter
+
+from .coordinator import CoordinatorPolicy
+from .pipeline import Pipeline
+from .roles import WorkerRole
+from .tools import Limits, Tool, Workspace, file_tools, python_tool, shell_tool
+
+__all__ = ["PipelineConfig", "RoleConfig", "VoterConfig", "load_config"]
+
+TOOL_GROUPS = ("python", "shell", "files")
+
+
+class VoterConfig(BaseModel):
+    """A role's voter: first-to-ahead-by-k (``k``) or majority (``n``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["ahead_by_k", "majority"] = "ahead_by_k"
+    k: int = Field(2, ge=1)
+    n: int = Field(3, ge=1)
+    temperature: float = Field(0.3, ge=0)
+    max_samples: int = Field(20, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+
+    def build(self, adapter: str | None) -> Voter:
+        """The voter."""
+        if self.kind == "majority":
+            return Majority(
+                n=self.n,
+                temperature=self.temperature,
+                max_samples=self.max_samples,
+                max_tokens=self.max_tokens,
+                adapter=adapter,
+            )
+        return FirstToAheadByK(
+            k=self.k,
+            temperature=self.temperature,
+            max_samples=self.max_samples,
+            max_tokens=self.max_tokens,
+            adapter=adapter,
+        )
+
+
+class RoleConfig(BaseModel):
+    """One worker role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    tools: list[str] = Field(default_factory=list, description="built-in tool groups: python, shell, files")
+    voter: VoterConfig = Field(default_factory=VoterConfig)
+    system_prompt: str = ""
+    adapter: str | None = None
+    max_tool_rounds: int = Field(6, ge=0)
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, tools: list[str]) -> list[str]:
+        bad = [t for t in tools if t not in TOOL_GROUPS]
+        if bad:
+            raise ValueError(f"unknown tools {bad}; use any of {list(TOOL_GROUPS)}")
+        return tools
+
+
+class PlannerConfig(BaseModel):
+    """The LLM planner's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(3, ge=1)
+    max_depth: int = Field(0, ge=0, description="> 0: split too-big subtasks again, this many levels deep")
+    temperature: float = Field(0.0, ge=0)
+    adapter: str | None = None
+
+
+class PipelineConfig(BaseModel):
+    """A whole pipeline: roles, planner, coordinator policy, tool workspace and limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "pipeline"
+    roles: list[RoleConfig] = Field(min_length=1)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    policy: dict[str, Any] = Field(default_factory=dict, description="CoordinatorPolicy fields")
+    workspace: str = Field("workspace", description="directory the tools work in")
+    tool_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _table(cls, roles: Any) -> Any:
+        if isinstance(roles, dict):
+            return [{"name": name, **(fields or {})} for name, fields in roles.items()]
+        return roles
+
+    def build(self, model: ChatModel, *, base: Path | None = None) -> Pipeline:
+        """The pipeline, every role and the planner on ``model``; the workspace is relative to ``base``.
+
+        Raises:
+            ConfigError: an invalid policy field.
+        """
+        try:
+            policy = CoordinatorPolicy.model_validate(self.policy)
+        except ValidationError as err:
+            raise ConfigError(f"policy: {err}") from None
+        root = Path(self.workspace)
+        if base is not None and not root.is_absolute():
+            root = base / root
+        limits = Limits(timeout_s=self.tool_timeout_s)
+        workspace: Workspace | None = None
+        pipeline = Pipeline(self.name, model=model).policy(policy)
+        for r in self.roles:
+            tools: list[Tool] = []
+            if r.tools and workspace is None:
+                workspace = Workspace(root)
+            for group in r.tools:
+                assert workspace is not None
+                if group == "python":
+                    tools.append(python_tool(workspace, limits))
+                elif group == "shell":
+                    tools.append(shell_tool(workspace, limits))
+                else:
+                    tools.extend(file_tools(workspace))
+            pipeline.role(
+                WorkerRole(
+                    r.name,
+                    description=r.description,
+                    adapter=r.adapter,
+                    tools=tools,
+                    voter=r.voter.build(r.adapter),
+                    system_prompt=r.system_prompt,
+                    max_tool_rounds=r.max_tool_rounds,
+                )
+            )
+        p = self.planner
+        llm = LLMPlanner(model, max_attempts=p.max_attempts, temperature=p.temperature, adapter=p.adapter)
+        pipeline.planner(RecursivePlanner(llm, max_depth=p.max_depth) if p.max_depth else llm)
+        return pipeline
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a pipeline config file: ``.json``, ``.toml``, or ``.yaml``/``.yml`` (needs PyYAML).
+
+    Raises:
+        ConfigError: missing file, unknown extension, unparseable, or invalid fields (named).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"roles file {p} does not exist")
+    text = p.read_text()
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise ConfigError(
+                    f"{p} is YAML but PyYAML is not installed: pip install pyyaml, or use JSON/TOML"
+                ) from None
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"roles file {p} is not valid YAML: {err}") from None
+        else:
+            raise ConfigError(f"roles file {p}: use .json, .toml or .yaml, not {suffix or 'no extension'}")
+    except (ValueError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"roles file {p} is not valid {suffix[1:].upper()}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"roles file {p} must hold a table/object with a 'roles' entry")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()[:5])
+        raise ConfigError(f"roles file {p}: {problems}") from None

@@ -1,0 +1,201 @@
+"""``mdap run``: run a pipeline on a task — from a config file (``--roles``) or from Python (``file.py:factory``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import inspect
+import json
+import re
+import sys
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from mdap.errors import ConfigError
+from mdap.types import Message
+
+__all__ = ["add_parser", "dry_run_model", "load_factory"]
+
+_FACTORY = re.compile(r"^(?P<file>.+\.py):(?P<name>[A-Za-z_]\w*)$")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``run`` subcommand."""
+    p = sub.add_parser(
+        "run",
+        help="run a pipeline (planner -> coordinator -> workers) on a task",
+        description='Run a pipeline on a task. Either `mdap run "task text" --roles roles.json` (a pipeline '
+        'defined in a JSON/TOML/YAML file) or `mdap run pipeline.py:factory "task text"` (a function returning '
+        "a Pipeline). --model simulated is a dry run with a built-in scripted model.",
+    )
+    p.add_argument("target", help="the task text, or path/to/pipeline.py:factory")
+    p.add_argument("task", nargs="?", default=None, help="the task text, after a pipeline.py:factory target")
+    p.add_argument("--roles", type=Path, default=None, help="pipeline config file (.json, .toml, .yaml)")
+    p.add_argument("--model", default=None, help="simulated | local | http(s)://server/v1 (default simulated)")
+    p.add_argument("--model-name", default=None, help="served model name (URL backends)")
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="SQLite checkpoint file (default .mdap/pipelines.sqlite)"
+    )
+    p.add_argument("--no-checkpoint", action="store_true", help="keep the run in memory (no resume)")
+    p.add_argument("--thread", default=None, help="the run's thread id (default: derived from the task)")
+    p.add_argument("--resume", action="store_true", help="continue the checkpointed run of this thread")
+    p.add_argument("--approve", choices=("yes", "no"), default=None, help="answer a pending plan approval")
+    p.add_argument("--trace", type=Path, default=None, help="write every event as JSON lines")
+    p.add_argument("--report", type=Path, default=None, help="write the run result (with its report) as JSON")
+    p.add_argument("--concurrency", type=int, default=None, help="subtasks run at once")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress display")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return asyncio.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from mdap.agents import Pipeline
+
+    factory = _FACTORY.match(args.target)
+    if factory and args.roles is not None:
+        raise ConfigError("give either --roles with a task text, or a pipeline.py:factory target, not both")
+    task = args.task if factory else args.target
+    if not factory and args.task is not None:
+        raise ConfigError(f"unexpected argument {args.task!r}: quote the task text, or use pipeline.py:factory")
+    if not task:
+        raise ConfigError('no task text: mdap run pipeline.py:factory "task text"')
+    async with AsyncExitStack() as stack:
+        model = await _model(args, stack) if args.model or not factory else None
+        if factory:
+            pipeline = load_factory(factory["file"], factory["name"], model)
+        else:
+            if args.roles is None:
+                raise ConfigError("a task text needs --roles roles.json (or run path/to/pipeline.py:factory)")
+            from mdap.agents.config import load_config
+
+            assert model is not None
+            pipeline = load_config(args.roles).build(model, base=args.roles.parent)
+        if not isinstance(pipeline, Pipeline):
+            raise ConfigError(f"{args.target} returned {type(pipeline).__name__}, not a mdap Pipeline")
+        if args.no_checkpoint:
+            pipeline.checkpoint(None)
+        elif args.checkpoint is not None:
+            pipeline.checkpoint(args.checkpoint)
+        if args.concurrency is not None:
+            pipeline.policy(max_concurrency=args.concurrency)
+        if args.trace is not None:
+            pipeline.trace(args.trace)
+        progress = None if args.no_progress else _Progress()
+        if progress is not None:
+            pipeline.on("*", progress)
+        approve = None if args.approve is None else args.approve == "yes"
+        try:
+            result = await pipeline.run(task, thread_id=args.thread, resume=args.resume, approve=approve)
+        finally:
+            if progress is not None:
+                progress.close()
+    if args.report is not None:
+        args.report.write_text(result.model_dump_json(indent=2) + "\n")
+    _print(result)
+    if result.status == "awaiting_approval":
+        print(f"the plan waits for approval: mdap run ... --thread {result.thread_id} --resume --approve yes|no")
+        return 0
+    return 0 if result.status in ("ok", "partial") else 1
+
+
+async def _model(args: argparse.Namespace, stack: AsyncExitStack) -> Any:
+    spec = args.model or "simulated"
+    if spec == "simulated":
+        from mdap.models import SimulatedModel
+
+        return SimulatedModel(dry_run_model)
+    from mdap.models.registry import from_spec
+
+    chat: Any = from_spec(spec, model_name=args.model_name)
+    if hasattr(chat, "__aenter__"):
+        chat = await stack.enter_async_context(chat)
+    return chat
+
+
+def load_factory(file: str, name: str, model: Any) -> Any:
+    """Import ``file`` and call its function ``name`` (with ``model=`` when it takes a model and one was given).
+
+    Raises:
+        ConfigError: no such file or function, or the function needs arguments we cannot give.
+    """
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError(f"pipeline file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"_mdap_pipeline_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"{path} has no function {name!r}")
+    params = inspect.signature(fn).parameters
+    if model is not None and "model" in params:
+        return fn(model=model)
+    required = [p for p in params.values() if p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD]
+    if required:
+        raise ConfigError(f"{path}:{name} must be callable without arguments (or take model=); it needs {required[0]}")
+    return fn()
+
+
+def dry_run_model(messages: Sequence[Message]) -> str:
+    """The scripted answers of ``--model simulated``: a plan with one subtask per role, chained; workers echo."""
+    system = messages[0]["content"] if messages else ""
+    if system.startswith("You are the planner"):
+        roles = re.findall(r"^- ([A-Za-z][\w\-]*)", system.split("Reply with JSON only")[0], re.MULTILINE)
+        subtasks = []
+        for i, role in enumerate(roles):
+            deps = [f"s{i - 1}"] if i else []
+            subtasks.append({"id": f"s{i}", "instruction": f"do the {role} part", "role": role, "depends_on": deps})
+        return json.dumps({"subtasks": subtasks})
+    found = re.search(r"^Instruction: (.*)$", messages[-1]["content"], re.MULTILINE)
+    return json.dumps({"answer": f"[simulated] {found.group(1) if found else 'done'}"})
+
+
+class _Progress:
+    """A one-line progress display on stderr: subtasks done / planned, failures, replans."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="subtask", file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
+        self.failed = 0
+        self.replans = 0
+
+    def __call__(self, event: Any) -> None:
+        kind, data = event.kind, event.data
+        if kind in ("plan_created", "replanned"):
+            self.bar.reset(total=len(data["plan"]["subtasks"]))
+            self.replans += kind == "replanned"
+        elif kind == "subtask_expanded":
+            self.bar.total = (self.bar.total or 0) + len(data["children"])
+        elif kind == "subtask_finished":
+            self.failed += data["status"] != "ok"
+            self.bar.update(1)
+            self.bar.set_postfix(failed=self.failed, replans=self.replans, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _print(result: Any) -> None:
+    r = result.report
+    print(f"status      {result.status}")
+    print(
+        f"subtasks    {r.steps} ok of {r.total_steps}"
+        + (f", failed: {', '.join(result.failed)}" if result.failed else "")
+    )
+    print(f"samples     {r.samples} (red flags: {json.dumps(r.red_flags)})")
+    print(f"tokens      {r.completion_tokens} completion, {r.prompt_tokens} prompt; cost {r.cost:g}")
+    print(f"wall        {r.wall_seconds:.3f} s; replans {result.replans}; thread {result.thread_id}")
+    if result.error:
+        print(f"error       {result.error}")
+    print("answer:")
+    print(result.answer if result.answer is not None else "(none)")
