@@ -8,7 +8,16 @@ or use :data:`MINI_DATA`, the small offline suite shipped in the same layout.
 from __future__ import annotations
 
 from .loader import HIDDEN_ANSWER, MINI_DATA, PARQUET_HINT, GaiaQuestion, find_split, load_gaia
-from .pipeline import ANSWER_RULES, FINAL_ID, GaiaPlanner, extract_final_answer, gaia_pipeline, gaia_task
+from .pipeline import (
+    ANSWER_RULES,
+    ANSWERER_PROMPT,
+    FINAL_ID,
+    SOLVER_PROMPT,
+    GaiaPlanner,
+    extract_final_answer,
+    gaia_pipeline,
+    gaia_task,
+)
 from .results import (
     RESULTS_FILE,
     SUBMISSION_FILE,
@@ -26,12 +35,14 @@ from .simulated import known_subset, simulated_gaia_model, wrong_answer
 from .tools import attachment_tool, calculate, calculator_tool
 
 __all__ = [
+    "ANSWERER_PROMPT",
     "ANSWER_RULES",
     "FINAL_ID",
     "HIDDEN_ANSWER",
     "MINI_DATA",
     "PARQUET_HINT",
     "RESULTS_FILE",
+    "SOLVER_PROMPT",
     "SUBMISSION_FILE",
     "SUMMARY_FILE",
     "GaiaConfig",

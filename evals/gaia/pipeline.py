@@ -29,9 +29,11 @@ from .loader import GaiaQuestion
 from .tools import attachment_tool, calculator_tool
 
 __all__ = [
+    "ANSWERER_PROMPT",
     "ANSWER_RULES",
     "FINAL_ID",
     "GaiaPlanner",
+    "SOLVER_PROMPT",
     "PlannerKind",
     "extract_final_answer",
     "gaia_pipeline",
@@ -74,7 +76,7 @@ def extract_final_answer(text: str) -> str | None:
         return None
     rest = text[marks[-1].end() :]
     line = next((ln for ln in rest.splitlines() if ln.strip(" *`\"'")), "")
-    answer = _SPACE.sub(" ", line.strip().strip("*`\"'").strip())
+    answer = _SPACE.sub(" ", line.strip(" \t*`\"'"))
     if answer.endswith(".") and not answer[:-1].rstrip().endswith("."):
         answer = answer[:-1].rstrip()
     return answer or None

@@ -3,17 +3,20 @@
 It plays every part of the default pipeline: the planner (one solver step with the question), the solver (reads
 the attachment with a tool call when there is one, then reports) and the answerer (``FINAL ANSWER: <truth>`` for
 a known question, a wrong answer otherwise). With ``error_rate=0`` the run's score is exactly the fraction of
-scored questions it knows.
+scored questions it knows; with ``error_rate > 0`` that share of final-answer samples is wrong (independent
+wrong answers), which the answer vote has to correct. Plans and solver replies are never wrong: they are not
+voted, and a wrong question in a plan would make the whole run an unknown question.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import zlib
 from collections.abc import Collection, Sequence
 
 from mdap.errors import ConfigError
-from mdap.models import SimulatedModel
+from mdap.models import SimulatedModel, perturb_digit
 from mdap.planners import PLANNER_SYSTEM
 from mdap.types import Message
 
@@ -45,6 +48,19 @@ def wrong_answer(truth: str) -> str:
     return candidate if not score(candidate, truth) else candidate + " x"
 
 
+def _noisy_answer(messages: Sequence[Message], correct: str, rng: random.Random) -> str:
+    """A wrong final-answer sample (a digit changed, or a number appended); other replies stay right."""
+    try:
+        answer = json.loads(correct)["answer"]
+    except (ValueError, KeyError, TypeError):
+        return correct
+    head, mark, value = answer.rpartition("FINAL ANSWER: ")
+    if not mark:
+        return correct
+    wrong = perturb_digit(messages, value, rng) if any(c.isdigit() for c in value) else f"{value} {rng.randint(10, 99)}"
+    return json.dumps({"answer": head + mark + wrong})
+
+
 def _call(name: str, arguments: dict[str, str]) -> str:
     return json.dumps(
         {
@@ -68,7 +84,7 @@ def simulated_gaia_model(
     Args:
         questions: the questions it may be asked (it finds the question in each prompt by its text).
         known: the task ids it answers right, or the fraction of ``questions`` to know (see :func:`known_subset`).
-        error_rate: per-sample probability of a wrong sample (a digit changed), which voting has to correct.
+        error_rate: per-sample probability of a wrong final-answer sample, which the answer vote has to correct.
         latency_s: seconds per request.
         seed: seeds the subset and the errors.
 
@@ -108,4 +124,5 @@ def simulated_gaia_model(
             return json.dumps({"answer": found})
         raise ConfigError("the simulated GAIA model got a prompt of no GAIA role")
 
-    return SimulatedModel(oracle, error_rate=error_rate, latency_s=latency_s, seed=seed), ids
+    model = SimulatedModel(oracle, error_rate=error_rate, wrong=_noisy_answer, latency_s=latency_s, seed=seed)
+    return model, ids
