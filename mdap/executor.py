@@ -169,18 +169,20 @@ class Executor(Generic[S, A]):
             }
 
         def save(next_step: int) -> None:
-            if self.checkpoint is None:
-                return
-            Checkpoint(
-                task=ms.fingerprint,
-                next_step=next_step,
-                state=ms.dump_state(state),
-                k=k,
-                calibration=calibration,
-                counters=snapshot(next_step),
-                trace_bytes=trace.sync() if trace else None,
-                run_id=run_id,
-            ).save(self.checkpoint)
+            if self.checkpoint is not None:
+                Checkpoint(
+                    task=ms.fingerprint,
+                    next_step=next_step,
+                    state=ms.dump_state(state),
+                    k=k,
+                    calibration=calibration,
+                    counters=snapshot(next_step),
+                    trace_bytes=trace.sync() if trace else None,
+                    run_id=run_id,
+                ).save(self.checkpoint)
+            settled = getattr(decide, "checkpointed", None)  # a pool may drop what a resume no longer needs
+            if settled is not None:
+                settled(next_step)
 
         every = self.checkpoint_every
         render, apply = ms.render, ms.apply

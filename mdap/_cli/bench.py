@@ -8,7 +8,7 @@ import importlib
 __all__ = ["add_parser"]
 
 # One line per suite module (mdap/_cli/bench_<suite>.py); the order is the order of `mdap bench --help`.
-_SUITES: tuple[str, ...] = ("mdap._cli.bench_gaia",)
+_SUITES: tuple[str, ...] = ("mdap._cli.bench_gaia", "mdap._cli.bench_swebench")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -164,20 +164,12 @@ class RedisPool:
         assert client is not None
         await retrying(lambda: client.sadd(self.keys.roles, role), what="register the role", **self._retry_args())
         stream = self.keys.steps(role)
-        load = chain.microstep.load_answer
         base = {"kind": kind, "params": dict(params), "voter": voter_spec, "reply_to": self._reply_key}
-
-        async def decide(step: int, messages: list[Message]) -> Decision[Any]:
-            text = json.dumps(messages, separators=(",", ":"))
-            digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
-            step_id = f"{run_id}:{step}:{digest}"
-            payload = json.dumps({**base, "id": step_id, "messages": messages}, separators=(",", ":"))
-            result = await self.call(stream, step_id, payload)
-            return _decision(result, load)
-
+        runner = _ChainRunner(self, stream, base, run_id, chain.microstep.load_answer)
         try:
-            yield decide
+            yield runner
         finally:
+            await runner.settle()
             if owns:
                 await self.close()
 
@@ -307,6 +299,57 @@ class RedisPool:
                 redact(self.url),
                 role,
             )
+
+
+class _ChainRunner:
+    """The step runner of one chain run on a RedisPool.
+
+    It remembers the ids of the steps it got results for; when the executor checkpoints past them, their
+    stored results are no longer needed for a resume and are deleted, so a long run keeps at most about one
+    checkpoint interval of results in Redis (the rest expire after the workers' result TTL anyway).
+    """
+
+    def __init__(
+        self, pool: RedisPool, stream: str, base: dict[str, Any], run_id: str, load: Callable[[Any], Any]
+    ) -> None:
+        self.pool = pool
+        self.stream = stream
+        self.base = base
+        self.run_id = run_id
+        self.load = load
+        self.settled: list[str] = []
+        self.cleanups: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, step: int, messages: list[Message]) -> Decision[Any]:
+        text = json.dumps(messages, separators=(",", ":"))
+        digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+        step_id = f"{self.run_id}:{step}:{digest}"
+        payload = json.dumps({**self.base, "id": step_id, "messages": messages}, separators=(",", ":"))
+        result = await self.pool.call(self.stream, step_id, payload)
+        self.settled.append(step_id)
+        return _decision(result, self.load)
+
+    def checkpointed(self, next_step: int) -> None:
+        """The run is checkpointed at ``next_step``: drop the stored results of the steps before it."""
+        ids, self.settled = self.settled, []
+        client = self.pool._redis
+        if ids and client is not None:
+            task = asyncio.get_running_loop().create_task(self._drop(client, ids))
+            self.cleanups.add(task)
+            task.add_done_callback(self.cleanups.discard)
+
+    async def _drop(self, client: Redis, ids: list[str]) -> None:
+        keys = self.pool.keys
+        try:
+            for i in range(0, len(ids), 1000):
+                await client.unlink(*(keys.result(sid) for sid in ids[i : i + 1000]))
+        except Exception as err:  # only memory is at stake: the results expire on their own
+            log.warning("could not drop %d settled results (%s); they expire on their own", len(ids), err)
+
+    async def settle(self) -> None:
+        """Wait for the pending result deletions."""
+        if self.cleanups:
+            await asyncio.gather(*self.cleanups, return_exceptions=True)
 
 
 def _decision(result: StepResult, load: Callable[[Any], Any]) -> Decision[Any]:

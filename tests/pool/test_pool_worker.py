@@ -216,3 +216,28 @@ async def test_local_pool_bounds_concurrency_and_decides_like_the_default() -> N
     assert peak == 2
     with pytest.raises(ConfigError, match="concurrency"):
         LocalPool(concurrency=0)
+
+
+async def test_results_are_dropped_once_a_checkpoint_no_longer_needs_them(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    url = redis_server.url
+    client = aioredis.Redis.from_url(url)
+    seen: list[int] = []
+
+    async with running_worker(url):
+        pool = RedisPool(url)
+        await pool.open()
+        chain = hanoi_chain(7)
+        executor = Executor(None, FirstToAheadByK(k=2), pool=pool, checkpoint=tmp_path / "c.json", checkpoint_every=40)
+        task = asyncio.create_task(executor.run(chain))
+        while not task.done():
+            seen.append(len(await client.keys("mdap:result:*")))
+            await asyncio.sleep(0.01)
+        report = await task
+        await pool.close()
+    assert report.ok and report.steps == 127
+    assert max(seen) <= 40 + 2, "at most about one checkpoint interval of results stays in Redis"
+    assert max(seen) > 0
+    assert await client.keys("mdap:result:*") == []
+    await client.aclose()
