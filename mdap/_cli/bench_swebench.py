@@ -1,0 +1,202 @@
+"""``mdap bench swebench``: run SWE-bench instances through the default pipeline, or grade predictions alone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from mdap.errors import ConfigError
+
+__all__ = ["add_parser"]
+
+
+def _ids(value: str) -> list[str]:
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError("give one or more instance ids, separated by commas")
+    return ids
+
+
+def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``swebench`` suite to ``mdap bench``."""
+    p = suites.add_parser(
+        "swebench",
+        help="SWE-bench: MASAI-style pipeline on local repos, local grading, predictions JSONL",
+        description="Run SWE-bench instances (a JSON/JSONL/parquet instance file; mdap never downloads it) through "
+        "the default pipeline (test template -> reproducer -> localizer -> fixers -> ranker) in checkouts of the "
+        "local repositories DIR/<name>, grade each patch by running its tests, and write predictions.jsonl, "
+        "trajectories/, results.jsonl, report.json and summary.json. With --grade-only, grade a predictions "
+        "file from any tool and write the report.",
+    )
+    p.add_argument("--instances", type=Path, required=True, help="SWE-bench instance file (.json, .jsonl, .parquet)")
+    p.add_argument("--repos", type=Path, required=True, help="folder with a git repo per instance repo: DIR/<name>")
+    p.add_argument("--ids", type=_ids, default=None, help="only these instance ids (comma-separated)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N instances after --ids")
+    g = p.add_argument_group("grading alone")
+    g.add_argument("--grade-only", action="store_true", help="grade --predictions and write --report; run no model")
+    g.add_argument("--predictions", type=Path, default=None, help="predictions file (JSONL or JSON) to grade")
+    g.add_argument("--report", type=Path, default=None, help="where the grading report JSON goes")
+    g.add_argument(
+        "--harness",
+        choices=("local", "official"),
+        default="local",
+        help="local (default: checkouts + pytest here) or official (the swebench harness, Docker)",
+    )
+    g.add_argument(
+        "--grader",
+        choices=("auto", "mdap", "swebench"),
+        default="auto",
+        help="grading rule: auto (swebench package if installed, else mdap), mdap, swebench",
+    )
+    g.add_argument("--run-id", default="mdap", help="official harness: the run id")
+    r = p.add_argument_group("running the pipeline")
+    r.add_argument(
+        "--model",
+        default="simulated",
+        help="simulated (a dry run: an oracle that solves --solve-rate of the instances) | local | http(s)://server/v1",
+    )
+    r.add_argument("--model-name", default=None, help="the served model name (URL backends)")
+    r.add_argument("--adapter", default=None, help="LoRA adapter name the samples come from")
+    r.add_argument("--solve-rate", type=float, default=1.0, help="simulated: fraction of instances it solves")
+    r.add_argument("--seed", type=int, default=0, help="simulated: seed")
+    r.add_argument("--candidates", type=int, default=3, help="candidate patches (fixer subtasks) per instance")
+    r.add_argument("--k", type=int, default=2, help="vote margin of every worker decision (default 2)")
+    r.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    r.add_argument("--max-samples", type=int, default=12, help="sample cap per decision (default 12)")
+    r.add_argument("--max-tokens", type=int, default=2048, help="completion token limit per sample")
+    r.add_argument("--max-tool-rounds", type=int, default=6, help="tool rounds per worker (default 6)")
+    r.add_argument("--tool-timeout", type=float, default=60.0, help="seconds per python/shell tool call")
+    r.add_argument("--test-timeout", type=float, default=300.0, help="seconds per test run (ranker and grading)")
+    r.add_argument("--workers", type=int, default=1, help="instances run (or graded) at once (default 1)")
+    r.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/swebench)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished instances")
+    r.add_argument("--no-grade", action="store_true", help="only write predictions; do not run the tests")
+    r.add_argument("--keep-checkouts", action="store_true", help="keep each instance's checkout under --out/work")
+    r.add_argument(
+        "--plugin-autoload",
+        action="store_true",
+        help="let the repos' pytest runs load every installed pytest plugin (off: faster)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=_swebench)
+
+
+def _swebench(args: argparse.Namespace) -> int:
+    from mdap.evals.swebench import load_instances
+
+    instances = load_instances(args.instances, ids=args.ids)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+        instances = instances[: args.limit]
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.grade_only:
+        return _grade_only(args, instances)
+    if args.predictions is not None or args.report is not None:
+        raise ConfigError("--predictions and --report go with --grade-only (a run writes its own under --out)")
+    return asyncio.run(_run(args, instances))
+
+
+def _grade_only(args: argparse.Namespace, instances: list[Any]) -> int:
+    from mdap.evals.swebench import grade_predictions, grade_table, load_predictions, run_official
+
+    if args.predictions is None or args.report is None:
+        raise ConfigError("--grade-only needs --predictions FILE and --report FILE")
+    parent = args.report.parent if str(args.report.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write the report to {args.report}: directory {parent} does not exist")
+    if args.harness == "official":
+        path = run_official(
+            args.predictions,
+            args.instances,
+            args.report,
+            run_id=args.run_id,
+            workers=args.workers,
+            timeout_s=args.test_timeout,
+            ids=[i.instance_id for i in instances] if args.ids or args.limit else None,
+        )
+        print(f"wrote {path} (swebench.harness.run_evaluation)")
+        return 0
+    predictions = load_predictions(args.predictions)
+    wanted = {i.instance_id for i in instances}
+    if args.ids or args.limit:
+        predictions = {k: v for k, v in predictions.items() if k in wanted}
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(predictions), desc="grading", unit="inst", dynamic_ncols=True)
+    try:
+        report = asyncio.run(
+            grade_predictions(
+                predictions,
+                instances,
+                args.repos,
+                workers=args.workers,
+                timeout_s=args.test_timeout,
+                kind=args.grader,
+                log_dir=parent / "logs",
+                on_done=(lambda _g: bar.update(1)) if bar is not None else None,
+            )
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    report.write(args.report)
+    print(grade_table(report))
+    print(f"wrote {args.report}")
+    return 0
+
+
+async def _run(args: argparse.Namespace, instances: list[Any]) -> int:
+    from mdap.evals.swebench import PipelineOptions, run_swebench, run_table, simulated_swebench_model, solved_by_rate
+    from mdap.models.registry import from_spec
+
+    if args.candidates < 1:
+        raise ConfigError(f"--candidates must be >= 1, got {args.candidates}")
+    if args.model == "simulated":
+        model: Any = simulated_swebench_model(
+            instances, solved=solved_by_rate(instances, args.solve_rate, args.seed), seed=args.seed
+        )
+        name = "mdap-simulated"
+    else:
+        model = from_spec(args.model, model_name=args.model_name, adapter=args.adapter)
+        name = f"mdap-{args.model_name or args.model}"
+    options = PipelineOptions(
+        candidates=args.candidates,
+        k=args.k,
+        temperature=args.temperature,
+        max_samples=args.max_samples,
+        max_tokens=args.max_tokens,
+        max_tool_rounds=args.max_tool_rounds,
+        tool_timeout_s=args.tool_timeout,
+        test_timeout_s=args.test_timeout,
+        plugin_autoload=args.plugin_autoload,
+    )
+    out = args.out or Path(".mdap/swebench")
+    try:
+        summary, _report = await run_swebench(
+            instances,
+            args.repos,
+            out,
+            model,
+            model_name=name,
+            options=options,
+            workers=args.workers,
+            resume=args.resume,
+            grade=not args.no_grade,
+            grade_timeout_s=args.test_timeout,
+            keep_checkouts=args.keep_checkouts,
+            progress=not args.no_progress,
+        )
+    finally:
+        stop = getattr(model, "stop", None)
+        if stop is not None:
+            await stop()
+    print(run_table(summary))
+    report = "" if args.no_grade else ", report.json"
+    print(f"wrote {out}/predictions.jsonl, trajectories/, results.jsonl, summary.json{report}")
+    return 0
