@@ -47,6 +47,8 @@ def load_predictions(path: str | Path) -> dict[str, Prediction]:
         )
         if items is None:
             raise ConfigError(f"{path}: expected a list of predictions or an object keyed by instance id")
+        if isinstance(data, dict):  # keyed by instance id: the key is the id when the record has none
+            items = [(k, {"instance_id": k, **v} if isinstance(v, dict) else v) for k, v in items]
         records = [(f"item {k}", v) for k, v in items]
     else:
         for number, line in enumerate(text.splitlines(), 1):

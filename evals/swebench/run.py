@@ -240,21 +240,6 @@ def _prepare(
     return done, _load_results(results_file) if resume else {}
 
 
-def _prepare(
-    instances: list[SWEInstance], repos: Path, out: Path, resume: bool
-) -> tuple[dict[str, Prediction], dict[str, InstanceResult]]:
-    for inst in instances:
-        repo_path(repos, inst)
-    out.mkdir(parents=True, exist_ok=True)
-    preds_file, results_file = out / "predictions.jsonl", out / "results.jsonl"
-    if not resume and (preds_file.exists() or results_file.exists()):
-        raise ConfigError(
-            f"{out} already has a run (predictions.jsonl): pass --resume to continue it, or another --out"
-        )
-    done = load_predictions(preds_file) if resume and preds_file.exists() else {}
-    return done, _load_results(results_file) if resume else {}
-
-
 def _load_results(path: Path) -> dict[str, InstanceResult]:
     out: dict[str, InstanceResult] = {}
     if not path.exists():
