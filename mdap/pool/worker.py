@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mdap.errors import ConfigError
+from mdap.errors import ConfigError, PoolError
 
 from ._redis import connect, redact, retrying
 from .handler import StepHandler
@@ -228,6 +228,12 @@ class Worker:
         self._in_flight.add(entry_id)
         try:
             await self._retry(lambda: self._step(entry_id, fields, deliveries), "finish a step")
+        except PoolError:
+            raise  # Redis stayed away: the worker stops with the error
+        except Exception:
+            # A bug or a Redis error reply: keep serving. The entry stays pending without keep-alive, so it is
+            # reclaimed after claim_idle_s and counts one more delivery toward the dead-letter stream.
+            log.exception("step entry %s failed unexpectedly; it will be reclaimed and retried", entry_id)
         finally:
             self._in_flight.discard(entry_id)
 

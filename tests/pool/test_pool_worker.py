@@ -241,3 +241,28 @@ async def test_results_are_dropped_once_a_checkpoint_no_longer_needs_them(
     assert max(seen) > 0
     assert await client.keys("mdap:result:*") == []
     await client.aclose()
+
+
+class BrokenDump(HanoiStep):
+    """A microstep whose answers cannot be written (a bug in a step kind)."""
+
+    def dump_answer(self, answer: object) -> object:  # type: ignore[override]
+        return object()
+
+
+async def test_a_buggy_kind_does_not_kill_the_worker_and_ends_in_the_dead_letter_stream(
+    redis_server: RedisServer,
+) -> None:
+    from mdap.pool import StepKind
+
+    kinds = registry()
+    kinds.register("broken", lambda params: StepKind(BrokenDump(3), lambda s: simulated_hanoi_model()))
+    ms = HanoiStep(3)
+    broken = Chain(ms, ms.initial(), ms.steps, kind=("broken", {}))
+    url = redis_server.url
+    async with running_worker(url, StepHandler(kinds, simulated=SimulatedSettings()), max_attempts=2) as worker:
+        with pytest.raises(PoolError, match="gave up after 2 attempts"):
+            await Executor(None, FirstToAheadByK(k=2), pool=RedisPool(url, role="hanoi")).run(broken)
+        report = await Executor(None, FirstToAheadByK(k=2), pool=RedisPool(url)).run(hanoi_chain(3))
+        assert report.ok, "the same worker still serves"
+        assert worker.failed == 1
