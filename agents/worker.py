@@ -138,7 +138,6 @@ class Worker:
             out.votes += 1
             out.samples += decision.samples
             out.completion_tokens += decision.completion_tokens
-            out.prompt_tokens += decision.prompt_tokens
             if decision.red_flags:
                 for kind, c in decision.red_flags.items():
                     out.red_flags[kind] = out.red_flags.get(kind, 0) + c
@@ -174,6 +173,7 @@ class Worker:
             raise SubtaskFailed(f"subtask {item.id}: no answer after {rounds} tool rounds")
         out.cost = meter.cost
         out.model_seconds = meter.seconds
+        out.prompt_tokens = meter.prompt_tokens  # voters do not count prompt tokens; the backend's samples do
         return out
 
     def _parser(self, allow_tools: bool, item: WorkItem) -> Any:

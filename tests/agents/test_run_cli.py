@@ -69,11 +69,11 @@ def test_bad_roles_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text(json.dumps({"roles": [{"name": "w", "tools": ["browser"]}]}))
     assert main(["run", "t", "--roles", str(bad), "--no-progress"]) == 2
     assert "unknown tools ['browser']" in capsys.readouterr().err
+    (tmp_path / "x.json").write_text("{")
     with pytest.raises(ConfigError, match="not valid JSON"):
-        (tmp_path / "x.json").write_text("{")
         load_config(tmp_path / "x.json")
-    with pytest.raises(ConfigError, match="use .json, .toml or .yaml"):
-        (tmp_path / "x.ini").write_text("")
+    (tmp_path / "x.ini").write_text("")
+    with pytest.raises(ConfigError, match=r"use \.json, \.toml or \.yaml"):
         load_config(tmp_path / "x.ini")
     assert main(["run", "t", "--no-progress"]) == 2
     assert "needs --roles" in capsys.readouterr().err
