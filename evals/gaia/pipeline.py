@@ -127,11 +127,15 @@ class GaiaPlanner:
         model: the planner model; None = always the fixed plan (one solver step).
         max_subtasks: the most solver steps the model may plan.
         max_attempts: replies the LLM planner may try before the fixed plan is used.
+        max_tokens: completion token limit of a planner reply.
+        adapter: the LoRA adapter the planner samples from.
     """
 
     model: ChatModel | None = None
     max_subtasks: int = 5
     max_attempts: int = 2
+    max_tokens: int | None = 1024
+    adapter: str | None = None
 
     async def plan(self, task: Task, roles: Mapping[str, str], context: ReplanContext | None = None) -> Plan:
         """The plan for ``task``; see the class docstring.
@@ -144,7 +148,13 @@ class GaiaPlanner:
             raise PlanError(f"the GAIA planner needs the roles solver and answerer; missing {', '.join(missing)}")
         steps, notes = _fixed_steps(task), "fixed plan"
         if self.model is not None:
-            inner = LLMPlanner(self.model, max_attempts=self.max_attempts, max_subtasks=self.max_subtasks)
+            inner = LLMPlanner(
+                self.model,
+                max_attempts=self.max_attempts,
+                max_subtasks=self.max_subtasks,
+                max_tokens=self.max_tokens,
+                adapter=self.adapter,
+            )
             inner_context = None
             if context is not None:
                 inner_context = context.model_copy(update={"previous": _without_answer(context.previous)})
@@ -231,7 +241,7 @@ def gaia_pipeline(
     )
     return (
         Pipeline(f"gaia-{question.task_id}", model=model)
-        .planner(GaiaPlanner(model if planner == "llm" else None))
+        .planner(GaiaPlanner(model if planner == "llm" else None, max_tokens=max_tokens, adapter=adapter))
         .role(solver)
         .role(answerer)
         .policy(policy or CoordinatorPolicy(retries=1, max_replans=0, subtask_timeout_s=600.0))

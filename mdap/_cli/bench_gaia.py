@@ -8,6 +8,11 @@ from pathlib import Path
 
 __all__ = ["add_parser"]
 
+# `--model local` defaults: the embedded 135M model on a CPU makes ~10-40 tokens/s and seldom keeps to the
+# `FINAL ANSWER:` format, so long replies and big vote caps mostly cost minutes per question.
+LOCAL_MAX_TOKENS = 256
+LOCAL_MAX_SAMPLES = 4
+
 
 def _ids(value: str) -> list[str]:
     ids = [part.strip() for part in value.split(",") if part.strip()]
@@ -47,9 +52,19 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--seed", type=int, default=0, help="simulated: seed of the known subset and the errors")
     p.add_argument("--planner", choices=("llm", "fixed"), default="llm", help="llm (default) or fixed one-step plan")
     p.add_argument("--k", type=int, default=2, help="vote margin of the final answer (default 2)")
-    p.add_argument("--max-samples", type=int, default=8, help="sample cap of the final-answer vote (default 8)")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help=f"sample cap of the final-answer vote (default 8; {LOCAL_MAX_SAMPLES} if local)",
+    )
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature after a vote's first sample")
-    p.add_argument("--max-tokens", type=int, default=1024, help="completion token limit per sample")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help=f"completion token limit per sample (default 1024; {LOCAL_MAX_TOKENS} if local)",
+    )
     p.add_argument("--max-tool-rounds", type=int, default=4, help="tool rounds per solver step")
     p.add_argument("--concurrency", type=int, default=2, help="questions run at once (default 2)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/gaia-<split>)")
@@ -61,6 +76,7 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
 def _gaia(args: argparse.Namespace) -> int:
     from mdap.evals.gaia import MINI_DATA, GaiaConfig, format_table, run_gaia
 
+    local = args.model == "local"
     data = MINI_DATA if args.data == "mini" and not Path(args.data).exists() else Path(args.data)
     cfg = GaiaConfig.build(
         data=data,
@@ -76,9 +92,9 @@ def _gaia(args: argparse.Namespace) -> int:
         seed=args.seed,
         planner=args.planner,
         k=args.k,
-        max_samples=args.max_samples,
+        max_samples=(LOCAL_MAX_SAMPLES if local else 8) if args.max_samples is None else args.max_samples,
         temperature=args.temperature,
-        max_tokens=args.max_tokens,
+        max_tokens=(LOCAL_MAX_TOKENS if local else 1024) if args.max_tokens is None else args.max_tokens,
         max_tool_rounds=args.max_tool_rounds,
         concurrency=args.concurrency,
         out=args.out,
