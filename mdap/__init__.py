@@ -20,7 +20,7 @@ from mdap.errors import (
 )
 from mdap.executor import Executor
 from mdap.microstep import Chain, Microstep, Verifier
-from mdap.models import ChatModel, Sample, SimulatedModel
+from mdap.models import Adapter, ChatModel, LocalModel, OpenAICompatible, Sample, SimulatedModel, VLLMServer
 from mdap.report import RunReport
 from mdap.types import Message
 from mdap.voters import Decision, FirstToAheadByK, Majority, RedFlagPolicy, Voter
@@ -59,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Adapter",
     "Chain",
     "ChatModel",
     "CheckpointError",
@@ -68,11 +69,13 @@ __all__ = [
     "Executor",
     "FirstToAheadByK",
     "LLMPlanner",
+    "LocalModel",
     "Majority",
     "MdapError",
     "Message",
     "Microstep",
     "ModelError",
+    "OpenAICompatible",
     "Pipeline",
     "Plan",
     "PlanError",
@@ -88,6 +91,7 @@ __all__ = [
     "Subtask",
     "Task",
     "Tool",
+    "VLLMServer",
     "Verifier",
     "VoteFailed",
     "Voter",

@@ -16,17 +16,20 @@ from mdap.models import LocalModel
 from mdap.models.local import local_model_dir
 
 
-def make_lora(base: Path, out: Path, seed: int, rank: int = 8) -> Path:
-    """Save a PEFT LoRA for ``base`` with random A *and* B (so it changes the outputs) to ``out``."""
+def make_loras(base: Path, outs: dict[Path, int], rank: int = 8) -> None:
+    """Save a PEFT LoRA for ``base`` to each folder of ``outs``, seeded by its value, with random A *and* B (so it
+    changes the outputs; PEFT's default B = 0 would not)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(out)
-    return out
+    for out, seed in outs.items():
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(model, config)
+        peft_model.save_pretrained(out)
+        model = peft_model.unload()  # the base model again, for the next adapter
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +42,8 @@ def local_base() -> Path:
 def loras(local_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two random-init rank-8 LoRA adapters for SmolLM2, ``a`` and ``b``."""
     root = tmp_path_factory.mktemp("loras")
-    return {name: make_lora(local_base, root / name, seed) for name, seed in (("a", 1), ("b", 2))}
+    make_loras(local_base, {root / "a": 1, root / "b": 2})
+    return {"a": root / "a", "b": root / "b"}
 
 
 @pytest.fixture(scope="session")

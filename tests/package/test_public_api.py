@@ -9,6 +9,7 @@ import mdap
 
 # The documented public API of `mdap` (README "Concepts"); a change here is a change of the API.
 PUBLIC_API = [
+    "Adapter",
     "Chain",
     "ChatModel",
     "CheckpointError",
@@ -18,11 +19,13 @@ PUBLIC_API = [
     "Executor",
     "FirstToAheadByK",
     "LLMPlanner",
+    "LocalModel",
     "Majority",
     "MdapError",
     "Message",
     "Microstep",
     "ModelError",
+    "OpenAICompatible",
     "Pipeline",
     "Plan",
     "PlanError",
@@ -38,6 +41,7 @@ PUBLIC_API = [
     "Subtask",
     "Task",
     "Tool",
+    "VLLMServer",
     "Verifier",
     "VoteFailed",
     "Voter",
