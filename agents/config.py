@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -44,11 +44,11 @@ class VoterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["ahead_by_k", "majority"] = "ahead_by_k"
-    k: int = Field(2, ge=1)
-    n: int = Field(3, ge=1)
-    temperature: float = Field(0.3, ge=0)
-    max_samples: int = Field(20, ge=1)
-    max_tokens: int | None = Field(None, ge=1)
+    k: Annotated[int, Field(ge=1)] = 2
+    n: Annotated[int, Field(ge=1)] = 3
+    temperature: Annotated[float, Field(ge=0)] = 0.3
+    max_samples: Annotated[int, Field(ge=1)] = 20
+    max_tokens: Annotated[int | None, Field(ge=1)] = None
 
     def build(self, adapter: str | None) -> Voter:
         """The voter."""
@@ -77,10 +77,10 @@ class RoleConfig(BaseModel):
     name: str
     description: str = ""
     tools: list[str] = Field(default_factory=list, description="built-in tool groups: python, shell, files")
-    voter: VoterConfig = Field(default_factory=VoterConfig)
+    voter: VoterConfig = Field(default_factory=lambda: VoterConfig())
     system_prompt: str = ""
     adapter: str | None = None
-    max_tool_rounds: int = Field(6, ge=0)
+    max_tool_rounds: Annotated[int, Field(ge=0)] = 6
 
     @field_validator("tools")
     @classmethod
@@ -96,9 +96,9 @@ class PlannerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(3, ge=1)
-    max_depth: int = Field(0, ge=0, description="> 0: split too-big subtasks again, this many levels deep")
-    temperature: float = Field(0.0, ge=0)
+    max_attempts: Annotated[int, Field(ge=1)] = 3
+    max_depth: Annotated[int, Field(ge=0, description="> 0: split too-big subtasks again, this many levels deep")] = 0
+    temperature: Annotated[float, Field(ge=0)] = 0.0
     adapter: str | None = None
 
 
@@ -109,10 +109,10 @@ class PipelineConfig(BaseModel):
 
     name: str = "pipeline"
     roles: list[RoleConfig] = Field(min_length=1)
-    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    planner: PlannerConfig = Field(default_factory=lambda: PlannerConfig())
     policy: dict[str, Any] = Field(default_factory=dict, description="CoordinatorPolicy fields")
-    workspace: str = Field("workspace", description="directory the tools work in")
-    tool_timeout_s: float = Field(30.0, gt=0)
+    workspace: Annotated[str, Field(description="directory the tools work in")] = "workspace"
+    tool_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("roles", mode="before")
     @classmethod

@@ -63,9 +63,11 @@ class RunContext:
     last: tuple[dict[str, Any], dict[str, SubtaskResult]] | None = None
     """The last execute pass's state records and the results they came from (to skip rebuilding them)."""
 
-    def plan_of(self, data: dict[str, Any]) -> Plan:
+    def plan_of(self, data: dict[str, Any] | None) -> Plan:
         """``Plan.model_validate(data)``, cached for the very dict a node returned (no checkpoint round trip):
         validating a 10,000-subtask plan costs ~60 ms, and several nodes read the plan."""
+        if data is None:
+            raise PlanError("the run has no plan yet")
         hit = self._plans.get(id(data))
         if hit is not None and hit[0] is data:
             return hit[1]
