@@ -125,7 +125,8 @@ def summarize(results: Iterable[GaiaResult], *, split: str, model: str, **extra:
 def read_results(path: Path) -> list[GaiaResult]:
     """The results recorded in ``path`` (none if it does not exist).
 
-    A last line cut off mid-write (a killed run) is dropped from the file; that question runs again.
+    A last line cut off mid-write (a killed run) is dropped from the file, so that question runs again; a valid
+    last line without its newline gets one, so the next result starts a line of its own.
 
     Raises:
         ConfigError: any other line is not a valid result (the message names the file, line and field).
@@ -133,23 +134,31 @@ def read_results(path: Path) -> list[GaiaResult]:
     if not path.is_file():
         return []
     raw = path.read_bytes()
-    lines = raw.decode("utf-8", errors="replace").split("\n")
+    if raw.endswith(b"\n"):
+        body, tail = raw[:-1], b""
+    else:
+        body, _, tail = raw.rpartition(b"\n")
+    lines = body.split(b"\n") if body else []
     out: list[GaiaResult] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        last = number == len(lines)
         try:
             out.append(GaiaResult.model_validate_json(line))
         except ValidationError as err:
-            if last:  # no newline after it: the write was interrupted
-                path.write_bytes(raw[: len(raw) - len(line.encode())])
-                break
             first = err.errors()[0]
             field = ".".join(map(str, first["loc"])) or "line"
             raise ConfigError(
                 f"{path} line {number}, field {field!r}: {first['msg']}; fix or delete the line to run it again"
             ) from None
+    if tail.strip():  # the last line has no newline: complete (add one) or cut off by a kill (drop it)
+        try:
+            out.append(GaiaResult.model_validate_json(tail))
+        except ValidationError:
+            path.write_bytes(raw[: len(raw) - len(tail)])
+        else:
+            with path.open("ab") as fh:
+                fh.write(b"\n")
     return out
 
 

@@ -218,6 +218,7 @@ async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None) -> GaiaSumma
                 except ModelError as err:
                     errors[q.task_id] = f"ModelError: {err}"
                 else:
+                    # Written synchronously on purpose: one writer at a time (a few KB), so the files never interleave.
                     append_result(results_path, result)
                     done.append(result)
                     write_outputs(out, done, _summary(cfg, done, skipped, errors, t0))

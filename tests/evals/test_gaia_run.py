@@ -135,6 +135,20 @@ async def test_a_line_cut_by_a_kill_runs_again(tmp_path: Path) -> None:
     assert [r["task_id"] for r in _lines(path)] == [q.task_id for q in QUESTIONS[:4] if q.task_id != last] + [last]
 
 
+async def test_a_cut_inside_a_multibyte_character_and_a_missing_newline(tmp_path: Path) -> None:
+    [first] = [q for q in QUESTIONS if "\u00d7" in q.question]  # its record holds a 2-byte UTF-8 character
+    others = [q.task_id for q in QUESTIONS[:3] if q.task_id != first.task_id]
+    await run_gaia(_cfg(tmp_path, ids=[first.task_id]))
+    path = tmp_path / "results.jsonl"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: raw.index("\u00d7".encode()) + 1])  # killed halfway through the character
+    assert (await run_gaia(_cfg(tmp_path, ids=[first.task_id], resume=True))).total.questions == 1
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # a complete last line without its newline
+    summary = await run_gaia(_cfg(tmp_path, ids=[first.task_id, *others], resume=True))
+    assert summary.skipped == 1 and summary.total.questions == 3
+    assert [r["task_id"] for r in _lines(path)] == [first.task_id, *others]
+
+
 async def test_a_corrupt_result_line_is_named(tmp_path: Path) -> None:
     await run_gaia(_cfg(tmp_path, limit=3))
     path = tmp_path / "results.jsonl"
