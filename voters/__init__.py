@@ -5,6 +5,7 @@ from __future__ import annotations
 from .ahead_by_k import FirstToAheadByK
 from .base import Ballot, Decision, Parser, Voter
 from .calibration import Calibration, sample_ballot
+from .diagnostics import trace_calibration
 from .majority import Majority
 from .redflags import NO_RED_FLAGS, PARSE, TOO_LONG, TRUNCATED, RedFlagPolicy
 from .reliability import (
@@ -16,12 +17,15 @@ from .reliability import (
     step_error,
     task_success,
 )
+from .transforms import IDENTITY, AnswerTransform, Spread
 
 __all__ = [
+    "IDENTITY",
     "NO_RED_FLAGS",
     "PARSE",
     "TOO_LONG",
     "TRUNCATED",
+    "AnswerTransform",
     "Ballot",
     "Calibration",
     "Decision",
@@ -30,6 +34,7 @@ __all__ = [
     "PEstimate",
     "Parser",
     "RedFlagPolicy",
+    "Spread",
     "Voter",
     "estimate_p",
     "expected_cost",
@@ -38,4 +43,5 @@ __all__ = [
     "sample_ballot",
     "step_error",
     "task_success",
+    "trace_calibration",
 ]

@@ -13,6 +13,7 @@ from mdap.types import Message
 
 from .base import Ballot, Decision, Parser
 from .redflags import RedFlagPolicy
+from .transforms import Spread
 
 __all__ = ["FirstToAheadByK"]
 
@@ -39,6 +40,8 @@ class FirstToAheadByK:
         red_flags: which samples to discard before parsing.
         adapter: the LoRA adapter (served model name) to sample from; None for the base model.
         target: the whole-task success probability ``k="auto"`` aims for.
+        spread: decorrelated sampling -- draw the samples round-robin over answer-preserving views of the
+            prompt and over adapters (see :mod:`mdap.voters.transforms`); ``first_temperature`` is then unused.
 
     Raises:
         ConfigError: k < 1 (or not "auto"), max_samples < k, a negative temperature, target outside (0, 1).
@@ -52,6 +55,7 @@ class FirstToAheadByK:
     red_flags: RedFlagPolicy = field(default_factory=RedFlagPolicy)
     adapter: str | None = None
     target: float = 0.95
+    spread: Spread | None = None
 
     def __post_init__(self) -> None:
         if self.k != "auto" and (not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1):
@@ -102,8 +106,16 @@ class FirstToAheadByK:
                     f"no answer led by {k} after {ballot.samples} samples (cap {self.max_samples}); "
                     "raise max_samples or k, or use a stronger model"
                 )
-            for sample in await self._draw(model, messages, min(need, room), first):
-                ballot.cast(sample, parse, policy)
+            if self.spread is not None:
+                drawn = await self.spread.draw(
+                    model, messages, min(need, room), ballot.samples, temperature=self.temperature,
+                    max_tokens=self.max_tokens, default_adapter=self.adapter, parse=parse,
+                )  # fmt: skip
+                for sample, mapped, view in drawn:
+                    ballot.cast(sample, mapped, policy, view)
+            else:
+                for sample in await self._draw(model, messages, min(need, room), first):
+                    ballot.cast(sample, parse, policy)
             first = False
             best, lead = ballot.leader()
             if best is not None and lead >= k:

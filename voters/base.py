@@ -66,24 +66,29 @@ class Ballot(Generic[A]):
         self.samples = 0
         self.completion_tokens = 0
         self.prompt_tokens = 0
-        self._parsed: dict[str, A | _Flagged] = {}
+        self._parsed: dict[Hashable, A | _Flagged] = {}
 
-    def cast(self, sample: Sample, parse: Parser[A], policy: RedFlagPolicy) -> A | None:
-        """Count one sample; return its answer, or None if it was red-flagged."""
+    def cast(self, sample: Sample, parse: Parser[A], policy: RedFlagPolicy, view: int = 0) -> A | None:
+        """Count one sample; return its answer, or None if it was red-flagged.
+
+        ``view`` numbers the prompt view the sample answered (see :mod:`mdap.voters.transforms`): one text
+        parses to different answers under different views, so the parse cache is per view.
+        """
         self.samples += 1
         self.completion_tokens += sample.completion_tokens
         flag = policy.check(sample)
         if flag is None:
             text = sample.text
-            cached = self._parsed.get(text, self)
+            key: Hashable = (view, text) if view else text
+            cached = self._parsed.get(key, self)
             if cached is self:
                 try:
                     answer = parse(text)
                 except RedFlag as err:
                     flag = err.kind or PARSE
-                    self._parsed[text] = _Flagged(flag)
+                    self._parsed[key] = _Flagged(flag)
                 else:
-                    self._parsed[text] = answer
+                    self._parsed[key] = answer
                     return self._vote(answer)
             elif isinstance(cached, _Flagged):
                 flag = cached.kind

@@ -8,6 +8,8 @@ needs every step above 1/2 and wrong samples that disagree, not just a good mean
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -19,10 +21,14 @@ from mdap.types import Message
 from .base import Ballot, Parser
 from .redflags import RedFlagPolicy
 from .reliability import PEstimate, estimate_p, expected_samples, k_min
+from .transforms import Spread
 
-__all__ = ["Calibration", "sample_ballot"]
+__all__ = ["P_BINS", "Calibration", "sample_ballot"]
 
 A = TypeVar("A")
+
+P_BINS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+"""Default edges of the per-step p histogram: below 1/2 voting fails, near 1 it is cheap."""
 
 
 async def sample_ballot(
@@ -35,9 +41,18 @@ async def sample_ballot(
     red_flags: RedFlagPolicy,
     max_tokens: int | None = None,
     adapter: str | None = None,
+    spread: Spread | None = None,
 ) -> Ballot[A]:
-    """Draw exactly ``n`` samples in one request and tally them (no stopping rule)."""
+    """Draw exactly ``n`` samples and tally them (no stopping rule): in one request, or spread round-robin over
+    ``spread``'s views and adapters (answers mapped back to the original prompt's frame)."""
     ballot: Ballot[A] = Ballot()
+    if spread is not None:
+        drawn = await spread.draw(
+            model, messages, n, 0, temperature=temperature, max_tokens=max_tokens, default_adapter=adapter, parse=parse
+        )
+        for sample, mapped, view in drawn:
+            ballot.cast(sample, mapped, red_flags, view)
+        return ballot
     for sample in await model.sample(messages, n=n, temperature=temperature, max_tokens=max_tokens, adapter=adapter):
         ballot.cast(sample, parse, red_flags)
     return ballot
@@ -66,13 +81,26 @@ class Calibration:
         if not ballot.tally:
             return reference
         right = reference if reference is not None else ballot.leader()[0]
-        valid = sum(ballot.tally.values())
-        self.per_step.append((ballot.tally.get(right, 0), valid))
-        wrong = [c for a, c in ballot.tally.items() if a != right]
+        self.add_counts(ballot.tally.get(right, 0), [c for a, c in ballot.tally.items() if a != right])
+        return right
+
+    def add_counts(self, right: int, wrong: Sequence[int], samples: int = 0, red_flagged: int = 0) -> None:
+        """Record one step from counts: right votes, the vote count of each distinct wrong answer, and (when
+        not already counted through :meth:`add`) the samples drawn and red-flagged.
+
+        Raises:
+            ConfigError: a negative count.
+        """
+        if right < 0 or any(c < 0 for c in wrong) or samples < 0 or red_flagged < 0:
+            raise ConfigError(f"vote counts must be >= 0, got right={right}, wrong={list(wrong)}")
+        self.samples += samples
+        self.red_flagged += red_flagged
         w = sum(wrong)
+        if right + w == 0:
+            return
+        self.per_step.append((right, right + w))
         self.wrong_pairs += w * (w - 1) // 2
         self.agreeing_pairs += sum(c * (c - 1) // 2 for c in wrong)
-        return right
 
     @property
     def estimate(self) -> PEstimate:
@@ -97,6 +125,44 @@ class Calibration:
         """Probability that two wrong samples of a step agree; None if no step had two wrong samples."""
         return self.agreeing_pairs / self.wrong_pairs if self.wrong_pairs else None
 
+    def p_quantiles(self, qs: Sequence[float] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)) -> dict[str, float]:
+        """Quantiles of the per-step p (nearest rank), keyed ``"min"``, ``"q10"``, ..., ``"max"``."""
+        ps = sorted(self.step_ps)
+        if not ps:
+            return {}
+        out: dict[str, float] = {}
+        for q in qs:
+            key = "min" if q == 0.0 else "max" if q == 1.0 else f"q{round(q * 100):02d}"
+            out[key] = ps[min(len(ps) - 1, max(0, math.ceil(q * len(ps)) - 1))]
+        return out
+
+    def p_histogram(self, edges: Sequence[float] = P_BINS) -> dict[str, int]:
+        """How many steps fall in each p bin ``[lo, hi)`` (the last bin includes 1), keyed ``"lo-hi"``."""
+        out = {f"{lo:g}-{hi:g}": 0 for lo, hi in itertools.pairwise(edges)}
+        keys = list(out)
+        for p in self.step_ps:
+            i = next((i for i, hi in enumerate(edges[1:]) if p < hi), len(keys) - 1)
+            out[keys[i]] += 1
+        return out
+
+    def warnings(self, max_collision: float = 0.3) -> list[str]:
+        """Why voting may not work here: steps with p <= 1/2, a high collision rate of wrong samples."""
+        out = []
+        below = self.fraction_below_half
+        if below > 0:
+            n = round(below * len(self.per_step))
+            out.append(
+                f"{n} of {len(self.per_step)} steps have p <= 1/2: voting makes those steps worse, whatever k; "
+                "improve the model on them (train an adapter, decorrelate samples) or decompose further"
+            )
+        collision = self.collision_rate
+        if collision is not None and collision > max_collision:
+            out.append(
+                f"wrong samples of a step agree {collision:.0%} of the time (collision rate): errors are correlated, "
+                "so the reliability math is optimistic; spread samples over answer-preserving transforms"
+            )
+        return out
+
     @property
     def red_flag_rate(self) -> float:
         """Fraction of samples that were red-flagged."""
@@ -118,6 +184,9 @@ class Calibration:
             "fraction_steps_p_below_half": self.fraction_below_half,
             "collision_rate": self.collision_rate,
             "red_flag_rate": self.red_flag_rate,
+            "p_quantiles": self.p_quantiles(),
+            "p_histogram": self.p_histogram(),
+            "warnings": self.warnings(),
         }
         if est.p > 0.5:
             k = self.k_for(steps, target)

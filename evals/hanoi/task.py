@@ -105,6 +105,13 @@ class HanoiStep:
         """Moves of the optimal solution: 2^disks - 1."""
         return (1 << self.disks) - 1
 
+    @property
+    def transforms(self) -> tuple[Any, ...]:
+        """Answer-preserving views of a prompt for decorrelated sampling: the three peg rotations."""
+        from .relabel import peg_rotations  # lazy: relabel imports this module
+
+        return peg_rotations()
+
     def initial(self) -> HanoiState:
         """All disks on peg 0."""
         return HanoiState((tuple(range(self.disks, 0, -1)), (), ()), None)
