@@ -52,7 +52,6 @@ async def test_answers_without_the_marker_are_red_flagged(tmp_path: Path) -> Non
         return json.dumps({"answer": "259200"})  # the right number, but not in the required format
 
     # Every sample is red-flagged: two attempts (the policy retries once) of max_samples each, then VoteFailed.
-
     cfg = GaiaConfig.build(data=MINI_DATA, ids=[q.task_id], out=tmp_path, planner="fixed", max_samples=5)
     summary = await run_gaia(cfg, SimulatedModel(oracle))
     [r] = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
