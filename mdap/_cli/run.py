@@ -47,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--report", type=Path, default=None, help="write the run result (with its report) as JSON")
     p.add_argument("--concurrency", type=int, default=None, help="subtasks run at once")
     p.add_argument("--no-progress", action="store_true", help="hide the progress display")
+    p.add_argument(
+        "--pool",
+        default=None,
+        metavar="URL",
+        help="run subtasks on a Redis worker pool (redis://host:port; `mdap worker --role R --pipeline ...`)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -86,6 +92,11 @@ async def _main(args: argparse.Namespace) -> int:
             pipeline.policy(max_concurrency=args.concurrency)
         if args.trace is not None:
             pipeline.trace(args.trace)
+        if args.pool is not None:
+            from mdap.agents.pool_runner import pool_runner
+            from mdap.pool import RedisPool
+
+            pipeline.runner(pool_runner(await stack.enter_async_context(RedisPool(args.pool))))
         progress = None if args.no_progress else _Progress()
         if progress is not None:
             pipeline.on("*", progress)

@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
     p.add_argument("--max-attempts", type=int, default=3, help="tries per step before the dead-letter stream")
     p.add_argument("--result-ttl", type=int, default=3600, help="seconds results are kept")
+    p.add_argument("--pipeline", default=None, metavar="TARGET",
+                   help="serve the subtasks of this pipeline: a roles file (.json/.toml/.yaml) or pipeline.py:factory"
+                   " (its roles use --model; `mdap run ... --pool URL` sends them)")  # fmt: skip
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it may register more step kinds in mdap.pool.KINDS)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log every reclaim and retry")
@@ -72,6 +75,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with AsyncExitStack() as stack:
+            if args.pipeline is not None:
+                await _register_pipeline(args.pipeline, args.model, stack)
             if args.model == TASK_SPECIFIC:
                 settings = SimulatedSettings(
                     error_rate=_rate("--error-rate", args.error_rate),
@@ -94,6 +99,35 @@ def _worker(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     return 0
+
+
+async def _register_pipeline(target: str, model_spec: str, stack: AsyncExitStack) -> None:
+    """Build the pipeline ``mdap run`` builds from ``target`` and let this worker run its subtasks."""
+    from pathlib import Path
+
+    from mdap._cli.run import dry_run_model, load_factory
+    from mdap.agents import Pipeline
+    from mdap.agents.pool_runner import register_pipeline_kind
+    from mdap.models import SimulatedModel
+    from mdap.models.registry import TASK_SPECIFIC, from_spec
+
+    if model_spec == TASK_SPECIFIC:
+        model: object = SimulatedModel(dry_run_model)
+    else:
+        model = from_spec(model_spec)
+        if hasattr(model, "__aenter__"):
+            model = await stack.enter_async_context(model)  # type: ignore[arg-type]
+    file, _, name = target.rpartition(":")
+    if target.endswith(".py") or not (file.endswith(".py") and name.isidentifier()):
+        from mdap.agents.config import load_config
+
+        path = Path(target)
+        pipeline = load_config(path).build(model, base=path.parent)  # type: ignore[arg-type]
+    else:
+        pipeline = load_factory(file, name, model)
+    if not isinstance(pipeline, Pipeline):
+        raise ConfigError(f"--pipeline {target} gave {type(pipeline).__name__}, not a mdap Pipeline")
+    register_pipeline_kind(pipeline)
 
 
 def _rate(flag: str, value: float) -> float:
