@@ -126,6 +126,7 @@ async def test_server_killed_mid_run_is_a_model_error_and_leaves_no_process(loca
     assert not task.done()
     t0 = time.perf_counter()
     await asyncio.to_thread(server.kill)
+    os.environ.pop("MDAP_LOCAL_URL", None)  # no later LocalModel() may use the dead server (the fixture restarts it)
     with pytest.raises(ModelError, match=re.escape(server.base_url)):
         await task
     assert time.perf_counter() - t0 < 30
