@@ -150,12 +150,15 @@ def grade_instance(
         kind: ``"auto"``, ``"mdap"`` or ``"swebench"`` grading functions (see :func:`.rules.grader`).
 
     Raises:
-        ConfigError: no repository for the instance in ``repos``.
+        ConfigError: no repository for the instance in ``repos``, or ``kind="swebench"`` without the package.
     """
     t0 = time.perf_counter()
     source = repo_path(repos, instance)
     grade = InstanceGrade(instance_id=instance.instance_id, patch_exists=bool(patch and patch.strip()))
-    grade.grader = grader(kind)[0]
+    try:
+        grade.grader = grader(kind)[0]
+    except ImportError as err:
+        raise ConfigError(str(err)) from None
     tmp = Path(tempfile.mkdtemp(prefix="mdap-grade-", dir=work_dir))
     checkout = tmp / instance.name
     log = ""

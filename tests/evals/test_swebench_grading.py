@@ -20,7 +20,7 @@ from mdap.evals.swebench import (
     grade_tests,
     parse_pytest_summary,
 )
-from mdap.evals.swebench._proc import checkout_at, diff_all
+from mdap.evals.swebench._proc import checkout_at, diff_all, git
 
 GOLD_REPORT_KEYS = {"resolved_ids", "unresolved_ids", "error_ids", "errors", "empty_patch_ids", "instances"}
 
@@ -116,6 +116,16 @@ def test_the_model_cannot_change_the_tests_that_judge_it(mini: MiniSuite, tmp_pa
     # the test file is reset to the base commit before the test patch: the model's "99" test is gone
     assert grade.patch_applied and not grade.resolved
     assert "tests/test_central.py::test_median_odd" in grade.tests_status["PASS_TO_PASS"]["failure"]
+
+
+def test_bare_repositories_work_and_the_user_repo_is_left_alone(mini: MiniSuite, tmp_path: Path) -> None:
+    inst = _inst(mini, "versions")
+    repos = tmp_path / "bare"
+    git(["clone", "-q", "--bare", str(mini.repos / inst.name), str(repos / inst.name)], cwd=tmp_path)
+    before = git(["for-each-ref"], cwd=repos / inst.name)
+    assert grade_instance(inst, inst.patch, repos).resolved
+    assert git(["for-each-ref"], cwd=repos / inst.name) == before
+    assert not git(["status", "--porcelain"], cwd=mini.repos / inst.name).strip()
 
 
 def test_a_patch_that_does_not_apply_is_an_error_and_unresolved(mini: MiniSuite) -> None:
