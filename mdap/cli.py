@@ -26,6 +26,7 @@ _COMMANDS = (
     "mdap._cli.worker",
     "mdap._cli.pool",
     "mdap._cli.attribute",
+    "mdap._cli.adapters",
     "mdap._cli.bench",
 )
 

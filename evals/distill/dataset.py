@@ -82,6 +82,7 @@ def trace_examples(
     factor: float = 4.0,
     verifier: Verifier[Any, Any] | None = None,
     name: str = "trace",
+    extra: dict[str, Any] | None = None,
 ) -> list[TrainingExample]:
     """Examples from an executor trace, replaying the chain to rebuild each step's exact prompt.
 
@@ -92,12 +93,14 @@ def trace_examples(
         factor: hard-example factor (see the module docstring).
         verifier: when given, steps it rejects are left out (the chain is still replayed through them).
         name: prefix of the examples' ids.
+        extra: more ``meta`` for every example (e.g. the task size).
 
     Raises:
         ConfigError: an unreadable trace, or steps out of order (the replay needs every step from 0).
     """
     out: list[TrainingExample] = []
     state = initial
+    extra = extra or {}
     for expected, record in enumerate(_read_trace(path)):
         step = int(record["step"])
         if step != expected:
@@ -106,7 +109,7 @@ def trace_examples(
         answer = microstep.load_answer(record["answer"])
         if verifier is None or verifier(step, state, answer) is None:
             weight = hard_weight(int(record["samples"]), record["votes"], factor)
-            meta = {"source": "trace", "step": step, "samples": record["samples"], "votes": record["votes"]}
+            meta = {"source": "trace", "step": step, "samples": record["samples"], "votes": record["votes"], **extra}
             out.append(
                 TrainingExample.from_chat(
                     messages,
@@ -126,7 +129,7 @@ def hanoi_trace_examples(path: Path, disks: int, *, factor: float = 4.0, verify:
     ms = HanoiStep(disks)
     return trace_examples(
         path, ms, ms.initial(), hanoi_answer_text, factor=factor, verifier=verify_step if verify else None,
-        name=f"hanoi-trace:{disks}",
+        name=f"hanoi-trace:{disks}", extra={"disks": disks},
     )  # fmt: skip
 
 

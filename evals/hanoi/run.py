@@ -15,7 +15,7 @@ from mdap.models import ChatModel
 from mdap.models.registry import TASK_SPECIFIC, from_spec
 from mdap.pool import LocalPool, Pool, RedisPool
 from mdap.report import RunReport
-from mdap.voters import NO_RED_FLAGS, FirstToAheadByK, RedFlagPolicy, expected_samples
+from mdap.voters import NO_RED_FLAGS, FirstToAheadByK, RedFlagPolicy, Spread, expected_samples
 
 from .pool_kind import HANOI_KIND
 from .solver import simulated_hanoi_model
@@ -53,6 +53,7 @@ class HanoiConfig(BaseModel):
     calibration_samples: int = Field(10, ge=2, description="k='auto': samples per calibration step")
     progress: bool = Field(False, description="show a progress bar")
     pool: str | None = Field(None, description="redis:// URL of a worker pool (role 'hanoi'); None = in-process")
+    decorrelate: bool = Field(False, description="spread each step's samples over peg rotations (decorrelated)")
 
     @field_validator("k")
     @classmethod
@@ -93,6 +94,12 @@ def _model(cfg: HanoiConfig) -> ChatModel:
             latency_s=cfg.latency,
             seed=cfg.seed,
         )
+    if cfg.model == "local" and cfg.adapter is not None:  # a trained adapter, served by name from the store
+        from mdap.models import LocalModel
+        from mdap.models.adapter_store import resolve_adapter
+
+        adapter = resolve_adapter(cfg.adapter)
+        return LocalModel(adapter=cfg.adapter, adapters=[adapter], max_lora_rank=max(16, adapter.rank or 16))
     return from_spec(cfg.model, adapter=cfg.adapter)
 
 
@@ -121,6 +128,7 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
         red_flags=RedFlagPolicy(max_completion_tokens=cfg.max_tokens) if cfg.red_flags else NO_RED_FLAGS,
         adapter=cfg.adapter,
         target=cfg.target,
+        spread=Spread(HanoiStep(cfg.disks).transforms) if cfg.decorrelate else None,
     )
     if pool is None and cfg.pool is not None:
         pool = RedisPool(cfg.pool, role=HANOI_KIND)

@@ -64,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--checkpoint-every", type=int, default=10_000, help="steps between checkpoints")
     p.add_argument("--report", type=Path, default=None, help="write the run report as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--decorrelate", action="store_true", help="spread each step's samples over peg rotations")
     p.add_argument(
         "--pool",
         default=None,
@@ -98,6 +99,7 @@ def _hanoi(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress,
         pool=args.pool,
+        decorrelate=args.decorrelate,
     )
     if args.report is not None:
         _check_writable(args.report)

@@ -1,0 +1,193 @@
+"""``mdap adapters dataset|train|eval|diagnose``: distill voted decisions into a LoRA adapter and measure what
+voting needs (per-state p, collision rate, k_min, cost)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mdap.errors import ConfigError
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``adapters`` subcommand with its ``dataset``, ``train``, ``eval`` and ``diagnose`` actions."""
+    p = sub.add_parser(
+        "adapters",
+        help="train LoRA adapters on voted decisions, and measure what voting needs",
+        description="Build training data, train a worker adapter, and evaluate base vs adapter on held-out steps.",
+    )
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    d = acts.add_parser("dataset", help="training examples from a teacher or a trace, with a held-out split")
+    d.add_argument("--task", choices=["hanoi"], default="hanoi", help="the task (default hanoi)")
+    d.add_argument("--disks", default="3..8", help="teacher trajectories: 3..8, 3,5 or 6 (default 3..8)")
+    d.add_argument("--trace", type=Path, action="append", default=[], help="a run's JSONL trace (repeatable)")
+    d.add_argument("--trace-disks", type=int, default=None, help="the disks of the traced run(s)")
+    d.add_argument("--no-teacher", action="store_true", help="only the traces, no teacher trajectories")
+    d.add_argument("--no-rotations", action="store_true", help="teacher: no peg-relabelled copies")
+    d.add_argument("--hard-weight", type=float, default=4.0, help="hard-example factor (default 4)")
+    d.add_argument("--heldout", type=int, default=50, help="states held out for evaluation (default 50)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    d.add_argument("--out", type=Path, required=True, help="training JSONL; held-out goes to OUT's .heldout.jsonl")
+    d.set_defaults(handler=_dataset)
+
+    t = acts.add_parser("train", help="LoRA fine-tuning on a dataset (answer-only loss)")
+    t.add_argument("--base", default="local", help="base model HF folder, or 'local' for the embedded SmolLM2")
+    t.add_argument("--data", type=Path, required=True, help="training JSONL (mdap adapters dataset)")
+    t.add_argument("--out", type=Path, default=None, help="adapter folder (default: the adapter store / ROLE)")
+    t.add_argument("--role", default="worker", help="the role (and served name) of the adapter")
+    t.add_argument("--rank", type=int, default=16, help="LoRA rank (default 16)")
+    t.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha (default 32)")
+    t.add_argument("--targets", default=None, help="comma-separated module names (default: every projection)")
+    t.add_argument("--steps", type=int, default=250, help="optimizer steps per round (default 250)")
+    t.add_argument("--batch-size", type=int, default=8, help="examples per step (default 8)")
+    t.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    t.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT")
+    t.add_argument("--init-adapter", type=Path, default=None, help="start from this adapter's weights")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--rounds", type=int, default=1, help="rounds: train, mine states still wrong, train again")
+    t.add_argument("--mine-states", type=int, default=60, help="rounds: training states measured per round")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.set_defaults(handler=_train)
+
+    e = acts.add_parser("eval", help="per-state p, collision rate, k_min and cost on held-out steps (real server)")
+    e.add_argument("--adapter", default=None, help="adapter name (found in the adapter store unless --path)")
+    e.add_argument("--path", type=Path, default=None, help="the adapter's folder")
+    e.add_argument("--data", type=Path, required=True, help="held-out JSONL (OUT.heldout.jsonl of dataset)")
+    e.add_argument("--samples", type=int, default=20, help="samples per state (default 20)")
+    e.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    e.add_argument("--states", type=int, default=None, help="evaluate only the first N states")
+    e.add_argument("--decorrelate", action="store_true", help="also spread samples over peg rotations")
+    e.add_argument("--no-base", action="store_true", help="skip the base model")
+    e.add_argument("--steps", type=int, default=63, help="run size for k_min and cost (default 63 = 6 disks)")
+    e.add_argument("--target", type=float, default=0.95, help="whole-run success target (default 0.95)")
+    e.add_argument("--report", type=Path, default=None, help="write the full reports (per state) as JSON")
+    e.set_defaults(handler=_eval)
+
+    g = acts.add_parser("diagnose", help="reliability diagnostics of a run's trace")
+    g.add_argument("trace", type=Path, help="JSONL trace (mdap hanoi --trace)")
+    g.add_argument("--steps", type=int, default=None, help="run size for k (default: the trace's)")
+    g.set_defaults(handler=_diagnose)
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    from mdap.evals.distill import dedup, hanoi_teacher, hanoi_trace_examples, parse_disks, split_heldout
+    from mdap.models.lora_data import write_examples
+
+    examples = [] if args.no_teacher else hanoi_teacher(parse_disks(args.disks), rotations=not args.no_rotations)
+    for trace in args.trace:
+        if args.trace_disks is None:
+            raise ConfigError("--trace needs --trace-disks: the number of disks of the traced run")
+        examples += hanoi_trace_examples(trace, args.trace_disks, factor=args.hard_weight)
+    if not examples:
+        raise ConfigError("no examples: give --trace files or drop --no-teacher")
+    unique = dedup(examples)
+    train, held = split_heldout(unique, args.heldout, seed=args.seed)
+    heldout_path = args.out.with_suffix(".heldout.jsonl")
+    write_examples(args.out, train)
+    write_examples(heldout_path, held)
+    hard = sum(ex.weight > 1 for ex in train)
+    print(f"{len(examples)} examples, {len(unique)} unique, {hard} weighted as hard")
+    print(f"train     {len(train):>6}  {args.out}")
+    print(f"held-out  {len(held):>6}  {heldout_path}")
+    return 0
+
+
+def _base(text: str) -> Path:
+    if text == "local":
+        from mdap.models.local import local_model_dir
+
+        return local_model_dir()
+    return Path(text).expanduser()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mdap.models.adapter_store import adapters_dir
+    from mdap.models.training import DEFAULT_TARGETS, TrainConfig, train_adapter
+
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else DEFAULT_TARGETS
+    cfg = TrainConfig.build(
+        base=_base(args.base), data=args.data, out=args.out or adapters_dir() / args.role, role=args.role,
+        rank=args.rank, alpha=args.alpha, targets=targets, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume, init_adapter=args.init_adapter,
+        threads=args.threads, progress=not args.no_progress,
+    )  # fmt: skip
+    if args.rounds > 1:
+        from mdap.evals.distill.compare import train_rounds
+        from mdap.models import LocalModel
+
+        def serve(name: str, folder: Path) -> Any:
+            return LocalModel(adapters={name: folder}, max_lora_rank=max(16, cfg.rank))
+
+        results = asyncio.run(train_rounds(cfg, args.rounds, serve, mine_states=args.mine_states))
+        for i, (res, rep) in enumerate(results, 1):
+            mined = f", mined p>0.5 {rep.fraction_above_half:.2f}" if rep else ""
+            print(f"round {i}: {res.steps} steps, loss {res.final_loss:.4f}, {res.seconds:.0f} s{mined}")
+    else:
+        res = train_adapter(cfg)
+        print(f"{res.steps} steps, final loss {res.final_loss:.4f}, {res.examples_per_second:.2f} examples/s, "
+              f"{res.seconds:.0f} s")  # fmt: skip
+    print(f"adapter {cfg.role!r} written to {cfg.out} (serve: vllm serve BASE --enable-lora --lora-modules "
+          f"{cfg.role}={cfg.out})")  # fmt: skip
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from mdap.evals.distill.compare import compare_models, record_eval
+    from mdap.models import LocalModel
+    from mdap.models.adapter_store import resolve_adapter
+    from mdap.models.lora_data import read_examples
+
+    if args.samples < 2:
+        raise ConfigError(f"--samples must be at least 2, got {args.samples}")
+    adapter = resolve_adapter(args.adapter, args.path) if args.adapter else None
+    examples = read_examples(args.data)[: args.states]
+    rank = adapter.rank if adapter else None
+
+    async def run() -> list[Any]:
+        served = {adapter.name: adapter.path} if adapter else None
+        async with LocalModel(adapters=served, max_lora_rank=max(16, rank or 16)) as model:
+            return await compare_models(
+                model, examples, adapter=adapter.name if adapter else None, base=not args.no_base,
+                decorrelate=args.decorrelate, samples=args.samples, temperature=args.temperature, steps=args.steps,
+                target=args.target,
+            )  # fmt: skip
+
+    reports = asyncio.run(run())
+    _table([r.headline() for r in reports])
+    for r in reports:
+        for w in r.warnings:
+            print(f"warning ({r.model}{' +decorrelated' if r.decorrelated else ''}): {w}", file=sys.stderr)
+    if args.report is not None:
+        args.report.write_text(json.dumps([r.model_dump() for r in reports], indent=2))
+    if adapter is not None:
+        record_eval(adapter, [r for r in reports if r.model != "base"])
+    return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from mdap.voters import trace_calibration
+
+    cal = trace_calibration(args.trace)
+    steps = args.steps or max(1, len(cal.per_step))
+    print(json.dumps(cal.summary(steps), indent=2))
+    return 0
+
+
+def _table(rows: list[dict[str, object]]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    cells = [[("-" if r[k] is None else str(r[k])) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
