@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 from mdap.errors import ConfigError
@@ -116,6 +117,8 @@ def _hanoi(args: argparse.Namespace) -> int:
         value = data[key]
         shown = f"{value:,.3f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
         print(f"{key:<{width}}  {shown}")
+    for warning in (report.calibration or {}).get("warnings", []):
+        print(f"mdap: warning: calibration: {warning}", file=sys.stderr)
     return 0 if report.ok else 1
 
 

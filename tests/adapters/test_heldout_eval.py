@@ -87,3 +87,13 @@ def test_the_adapter_is_a_shapley_module_slot() -> None:
     with_adapter = game.factory(game.slots.variants(["adapter", "sampling"])).config(0, ".")
     assert (with_adapter.model, with_adapter.adapter, with_adapter.decorrelate) == ("local", "hanoi", True)
     assert game.factory(game.slots.variants([])).config(0, ".").adapter is None
+
+
+def test_k_auto_warns_when_calibration_shows_voting_cannot_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["hanoi", "--disks", "4", "--error-rate", "0.45", "--correlation", "0.9", "--k", "auto",
+                 "--max-samples", "20", "--run-dir", str(tmp_path), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "steps have p <= 1/2" in err and "collision rate" in err
