@@ -99,6 +99,7 @@ class Executor(Generic[S, A]):
                 red_flags=voter.red_flags,
                 max_tokens=voter.max_tokens,
                 adapter=voter.adapter,
+                spread=voter.spread,
             )
             right = cal.add(ballot)
             if right is None:
