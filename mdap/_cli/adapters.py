@@ -64,7 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("--data", type=Path, required=True, help="held-out JSONL (OUT.heldout.jsonl of dataset)")
     e.add_argument("--samples", type=int, default=20, help="samples per state (default 20)")
     e.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
-    e.add_argument("--states", type=int, default=None, help="evaluate only the first N states")
+    e.add_argument("--max-tokens", type=int, default=96, help="completion token limit (longer = red flag)")
+    e.add_argument("--states", type=int, default=None, help="evaluate N evenly spaced states")
     e.add_argument("--decorrelate", action="store_true", help="also spread samples over peg rotations")
     e.add_argument("--no-base", action="store_true", help="skip the base model")
     e.add_argument("--steps", type=int, default=63, help="run size for k_min and cost (default 63 = 6 disks)")
@@ -149,7 +150,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.samples < 2:
         raise ConfigError(f"--samples must be at least 2, got {args.samples}")
     adapter = resolve_adapter(args.adapter, args.path) if args.adapter else None
-    examples = read_examples(args.data)[: args.states]
+    examples = read_examples(args.data)
+    if args.states is not None and args.states < len(examples):  # evenly spaced: every task size stays in
+        examples = [examples[i * len(examples) // args.states] for i in range(args.states)]
     rank = adapter.rank if adapter else None
 
     async def run() -> list[Any]:
@@ -158,7 +161,7 @@ def _eval(args: argparse.Namespace) -> int:
             return await compare_models(
                 model, examples, adapter=adapter.name if adapter else None, base=not args.no_base,
                 decorrelate=args.decorrelate, samples=args.samples, temperature=args.temperature, steps=args.steps,
-                target=args.target,
+                target=args.target, max_tokens=args.max_tokens,
             )  # fmt: skip
 
     reports = asyncio.run(run())
