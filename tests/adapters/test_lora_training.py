@@ -11,7 +11,7 @@ import pytest
 from mdap.errors import ConfigError
 from mdap.evals.distill import hanoi_teacher
 from mdap.models import Adapter
-from mdap.models.lora_data import IGNORE, encode_example, write_examples
+from mdap.models.lora_data import IGNORE, encode_example, read_examples, write_examples
 from mdap.models.training import CARD_FILE, TrainConfig, TrainResult, read_card, train_adapter
 
 
@@ -127,3 +127,34 @@ def test_sharing_the_prompt_prefix_gives_the_plain_loss_and_gradients(tiny_base:
     assert shared == pytest.approx(plain, rel=1e-5)
     for name, grad in g_plain.items():
         assert torch.allclose(grad, g_shared[name], atol=1e-5, rtol=1e-3), name
+
+
+async def test_rounds_mine_states_still_wrong_and_continue_from_the_last_adapter(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    from contextlib import asynccontextmanager
+    from typing import Any
+
+    from mdap.evals.distill.compare import train_rounds
+    from mdap.evals.hanoi import simulated_hanoi_model
+
+    served: list[Path] = []
+
+    @asynccontextmanager
+    async def serve(name: str, folder: Path) -> Any:
+        served.append(folder)
+        yield simulated_hanoi_model(error_rate=0.5, seed=0)  # stands in for the server with the adapter
+
+    cfg = _config(tiny_base, tmp_path, "rounds", steps=2, batch_size=1)
+    results = await train_rounds(cfg, 2, serve, mine_states=4, mine_samples=4)
+    assert served == [cfg.out / "round-1"]  # measured between the rounds only
+    assert [r.steps for r, _ in results] == [2, 2]
+    report = results[0][1]
+    assert report is not None and report.states == 4
+    mined = read_examples(cfg.out / "round-2.data.jsonl")
+    measured = {s.group: s.p for s in report.per_state}
+    for ex in mined:
+        if ex.group in measured:
+            assert ex.weight == pytest.approx(1 + 4.0 * (1 - measured[ex.group]))
+    assert read_card(cfg.out / "round-2")["settings"]["init_adapter"] == str(cfg.out / "round-1")
+    assert (cfg.out / "adapter_model.safetensors").is_file()  # the last round is the adapter
