@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mdap.errors import ConfigError
+from mdap.errors import ConfigError, MdapError
 from mdap.models import ChatModel
 
 from ._proc import GitError, checkout_at
@@ -115,7 +115,9 @@ async def run_instance(
             ranker=decision,
             report=result.report.summary_dict(),
         )
-    except (GitError, ConfigError) as err:
+    except (GitError, MdapError, OSError) as err:
+        # an infrastructure failure (checkout, model server, disk) of this instance: recorded as an error and
+        # not as a prediction, so the other instances go on and a resumed run tries this one again
         patch = ""
         traj.update(status="error", error=f"{type(err).__name__}: {err}")
     finally:
@@ -161,6 +163,7 @@ async def run_swebench(
     gate = asyncio.Semaphore(workers)
     lock = asyncio.Lock()
     results: dict[str, InstanceResult] = {k: v for k, v in previous.items() if k in wanted}
+    failed: dict[str, InstanceResult] = {}
 
     async def one(inst: SWEInstance) -> None:
         async with gate:
@@ -174,17 +177,20 @@ async def run_swebench(
                 seconds=traj["seconds"],
                 samples=int((traj.get("report") or {}).get("samples", 0)),
             )
-            if grade:
+            if grade and res.status != "error":
                 g = await asyncio.to_thread(
                     grade_instance, inst, patch, repos, timeout_s=grade_timeout_s, log_dir=out / "logs"
                 )
                 res.grade, res.resolved = g, g.resolved
         async with lock:
-            pred = Prediction(instance_id=inst.instance_id, model_name_or_path=model_name, model_patch=patch)
-            append_prediction(preds_file, pred)
-            with results_file.open("a", encoding="utf-8") as f:
-                f.write(res.model_dump_json() + "\n")
-            results[inst.instance_id] = res
+            if res.status == "error":
+                failed[inst.instance_id] = res
+            else:
+                pred = Prediction(instance_id=inst.instance_id, model_name_or_path=model_name, model_patch=patch)
+                append_prediction(preds_file, pred)
+                with results_file.open("a", encoding="utf-8") as f:
+                    f.write(res.model_dump_json() + "\n")
+                results[inst.instance_id] = res
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(resolved=sum(1 for r in results.values() if r.resolved))
@@ -201,12 +207,13 @@ async def run_swebench(
         grades = [r.grade for r in results.values() if r.grade is not None]
         report = GradeReport.build(grades, instances, grades[0].grader if grades else "mdap")
         report.write(out / "report.json")
-    ordered = [results[i.instance_id] for i in instances if i.instance_id in results]
+    everything = {**results, **failed}
+    ordered = [everything[i.instance_id] for i in instances if i.instance_id in everything]
     resolved = sum(1 for r in ordered if r.resolved)
     summary = SWEBenchSummary(
         model_name_or_path=model_name,
         instances=len(instances),
-        finished=len(ordered),
+        finished=len(ordered) - len(failed),
         resumed=resumed,
         graded=sum(1 for r in ordered if r.grade is not None),
         resolved=resolved,

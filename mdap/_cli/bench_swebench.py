@@ -199,4 +199,7 @@ async def _run(args: argparse.Namespace, instances: list[Any]) -> int:
     print(run_table(summary))
     report = "" if args.no_grade else ", report.json"
     print(f"wrote {out}/predictions.jsonl, trajectories/, results.jsonl, summary.json{report}")
-    return 0
+    failed = [r for r in summary.per_instance if r.status == "error"]
+    for r in failed:
+        print(f"error {r.instance_id}: {(r.error or '')[:300]} (run again with --resume to retry it)")
+    return 1 if failed else 0

@@ -20,6 +20,7 @@ from mdap.evals.swebench import (
     build_mini,
     choose,
     diff_to_edits,
+    load_predictions,
     masai_plan,
     normalize_patch,
     parse_fix,
@@ -208,6 +209,30 @@ async def test_simulated_run_reaches_the_known_score_and_resumes(mini: MiniSuite
     assert again.resumed == len(ids) and again.resolved == 4
     assert report2 is not None and report2.resolved_ids == report.resolved_ids
     assert len((out / "predictions.jsonl").read_text().splitlines()) == len(ids)
+
+
+async def test_an_instance_that_cannot_be_checked_out_is_an_error_retried_on_resume(
+    mini: MiniSuite, tmp_path: Path
+) -> None:
+    good = mini.instances[4]
+    bad = mini.instances[5].model_copy(update={"base_commit": "0" * 40})
+    model = simulated_swebench_model([good, bad], solved={good.instance_id})
+    out = tmp_path / "run"
+    summary, report = await run_swebench(
+        [good, bad], mini.repos, out, model, model_name="s", options=OPTS, progress=False
+    )
+    assert summary.errors == 1 and summary.finished == 1 and summary.resolved == 1
+    (failed,) = [r for r in summary.per_instance if r.status == "error"]
+    assert failed.instance_id == bad.instance_id and f"commit {'0' * 40} is not in the repository" in (
+        failed.error or ""
+    )
+    assert report is not None and report.resolved_ids == [good.instance_id]
+    assert report.incomplete_ids == [bad.instance_id]
+    assert list(load_predictions(out / "predictions.jsonl")) == [good.instance_id]  # not recorded: resume retries it
+    again, _ = await run_swebench(
+        [good, mini.instances[5]], mini.repos, out, model, model_name="s", options=OPTS, resume=True, progress=False
+    )
+    assert again.resumed == 1 and again.finished == 2 and again.errors == 0
 
 
 def test_cli_run_with_the_simulated_model(mini: MiniSuite, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
