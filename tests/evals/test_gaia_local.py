@@ -1,18 +1,25 @@
 """GAIA with the real embedded model (SmolLM2-135M on the CPU vLLM server, `--model local`): one mini question
-through the default pipeline, end to end from the CLI. Any score will do; the run must complete and record it."""
+through the default pipeline, end to end from the CLI. Any score will do; the run must complete and record it.
+`--model local` finds the test session's server through $MDAP_LOCAL_URL (tests/conftest.py), so no second server
+starts."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from mdap.cli import main
 from mdap.evals.gaia import MINI_DATA, load_gaia, score
+from mdap.models.local import LOCAL_URL_ENV
 
 
-def test_local_model_completes_a_gaia_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_model_completes_a_gaia_run(
+    local_model_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert os.environ[LOCAL_URL_ENV] == local_model_url  # what `--model local` connects to
     [q] = [q for q in load_gaia(MINI_DATA) if q.question.startswith("How many seconds are there in 3 days")]
     out = tmp_path / "run"
     args = ["bench", "gaia", "--data", "mini", "--model", "local", "--ids", q.task_id, "--out", str(out)]
