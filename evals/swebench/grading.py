@@ -137,6 +137,7 @@ def grade_instance(
     work_dir: Path | None = None,
     log_dir: Path | None = None,
     kind: str = "auto",
+    plugin_autoload: bool = False,
 ) -> InstanceGrade:
     """Grade one model patch (blocking; see :func:`grade_predictions` for many at once).
 
@@ -148,6 +149,7 @@ def grade_instance(
         work_dir: where the temporary checkout goes (default: the system's temp dir).
         log_dir: write the test log to ``log_dir/<instance_id>.log`` when set.
         kind: ``"auto"``, ``"mdap"`` or ``"swebench"`` grading functions (see :func:`.rules.grader`).
+        plugin_autoload: let pytest load every installed plugin (see :func:`.testrun.run_pytest`).
 
     Raises:
         ConfigError: no repository for the instance in ``repos``, or ``kind="swebench"`` without the package.
@@ -181,7 +183,7 @@ def grade_instance(
             grade.error = f"the instance's test patch does not apply: {err}"
             return grade
         tests = [*instance.FAIL_TO_PASS, *instance.PASS_TO_PASS]
-        outcome = run_pytest(checkout, files_of_tests(tests), timeout_s=timeout_s)
+        outcome = run_pytest(checkout, files_of_tests(tests), timeout_s=timeout_s, plugin_autoload=plugin_autoload)
         log = outcome.log
         name, report, resolved = grade_tests(outcome.statuses, instance.FAIL_TO_PASS, instance.PASS_TO_PASS, kind=kind)
         grade.grader, grade.tests_status = name, report
@@ -207,6 +209,7 @@ async def grade_predictions(
     timeout_s: float = 300.0,
     log_dir: Path | None = None,
     kind: str = "auto",
+    plugin_autoload: bool = False,
     on_done: Callable[[InstanceGrade], Any] | None = None,
 ) -> GradeReport:
     """Grade every prediction of an instance in ``instances``, ``workers`` at a time.
@@ -243,6 +246,7 @@ async def grade_predictions(
                 timeout_s=timeout_s,
                 log_dir=log_dir,
                 kind=kind,
+                plugin_autoload=plugin_autoload,
             )
         if on_done is not None:
             on_done(g)

@@ -179,7 +179,13 @@ async def run_swebench(
             )
             if grade and res.status != "error":
                 g = await asyncio.to_thread(
-                    grade_instance, inst, patch, repos, timeout_s=grade_timeout_s, log_dir=out / "logs"
+                    grade_instance,
+                    inst,
+                    patch,
+                    repos,
+                    timeout_s=grade_timeout_s,
+                    log_dir=out / "logs",
+                    plugin_autoload=opts.plugin_autoload,
                 )
                 res.grade, res.resolved = g, g.resolved
         async with lock:

@@ -68,13 +68,13 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     r.add_argument("--max-tokens", type=int, default=2048, help="completion token limit per sample")
     r.add_argument("--max-tool-rounds", type=int, default=6, help="tool rounds per worker (default 6)")
     r.add_argument("--tool-timeout", type=float, default=60.0, help="seconds per python/shell tool call")
-    r.add_argument("--test-timeout", type=float, default=300.0, help="seconds per test run (ranker and grading)")
+    r.add_argument("--test-timeout", type=float, default=300.0, help="seconds per test run (ranker, grading)")
     r.add_argument("--workers", type=int, default=1, help="instances run (or graded) at once (default 1)")
     r.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/swebench)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished instances")
     r.add_argument("--no-grade", action="store_true", help="only write predictions; do not run the tests")
     r.add_argument("--keep-checkouts", action="store_true", help="keep each instance's checkout under --out/work")
-    r.add_argument(
+    p.add_argument(
         "--plugin-autoload",
         action="store_true",
         help="let the repos' pytest runs load every installed pytest plugin (off: faster)",
@@ -138,6 +138,7 @@ def _grade_only(args: argparse.Namespace, instances: list[Any]) -> int:
                 workers=args.workers,
                 timeout_s=args.test_timeout,
                 kind=args.grader,
+                plugin_autoload=args.plugin_autoload,
                 log_dir=parent / "logs",
                 on_done=(lambda _g: bar.update(1)) if bar is not None else None,
             )
