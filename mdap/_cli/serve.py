@@ -21,7 +21,7 @@ def _adapter(value: str) -> tuple[str, str]:
     return name, path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` subcommand."""
     p = sub.add_parser(
         "serve",

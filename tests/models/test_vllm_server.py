@@ -108,7 +108,7 @@ def test_start_waits_for_health_and_stop_leaves_no_process(base: Path, fake: Pat
         group = server.pid
         assert group is not None and server.running and server.startup_s is not None
         assert len(_group_alive(group, wait_s=0)) == 2  # the server and its worker
-        assert "runtime lora: None" in server.log_path.read_text()  # type: ignore[union-attr]
+        assert server.log_path is not None and "runtime lora: None" in server.log_path.read_text()
     assert not server.running
     assert _group_alive(group) == []
 
@@ -117,7 +117,7 @@ async def test_async_context_and_runtime_lora_flag(base: Path, fake: Path, caplo
     async with VLLMServer(base, python=str(fake), runtime_lora=True) as server:
         group = server.pid
         assert group is not None
-        assert "runtime lora: True" in server.log_path.read_text()  # type: ignore[union-attr]
+        assert server.log_path is not None and "runtime lora: True" in server.log_path.read_text()
     assert any("runtime LoRA loading is on" in r.message for r in caplog.records)
     assert _group_alive(group) == []
 
