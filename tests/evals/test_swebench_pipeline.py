@@ -216,23 +216,23 @@ async def test_an_instance_that_cannot_be_checked_out_is_an_error_retried_on_res
 ) -> None:
     good = mini.instances[4]
     bad = mini.instances[5].model_copy(update={"base_commit": "0" * 40})
-    model = simulated_swebench_model([good, bad], solved={good.instance_id})
+    model = simulated_swebench_model(mini.instances, scripts={good.instance_id: ["gold"], bad.instance_id: ["gold"]})
+    opts = PipelineOptions(candidates=1, max_samples=2, retries=0)
     out = tmp_path / "run"
     summary, report = await run_swebench(
-        [good, bad], mini.repos, out, model, model_name="s", options=OPTS, progress=False
+        [good, bad], mini.repos, out, model, model_name="s", options=opts, progress=False
     )
     assert summary.errors == 1 and summary.finished == 1 and summary.resolved == 1
     (failed,) = [r for r in summary.per_instance if r.status == "error"]
-    assert failed.instance_id == bad.instance_id and f"commit {'0' * 40} is not in the repository" in (
-        failed.error or ""
-    )
+    assert failed.instance_id == bad.instance_id
+    assert f"commit {'0' * 40} is not in the repository" in (failed.error or "")
     assert report is not None and report.resolved_ids == [good.instance_id]
     assert report.incomplete_ids == [bad.instance_id]
     assert list(load_predictions(out / "predictions.jsonl")) == [good.instance_id]  # not recorded: resume retries it
     again, _ = await run_swebench(
-        [good, mini.instances[5]], mini.repos, out, model, model_name="s", options=OPTS, resume=True, progress=False
+        [good, mini.instances[5]], mini.repos, out, model, model_name="s", options=opts, resume=True, progress=False
     )
-    assert again.resumed == 1 and again.finished == 2 and again.errors == 0
+    assert again.resumed == 1 and again.finished == 2 and again.errors == 0 and again.resolved == 2
 
 
 def test_cli_run_with_the_simulated_model(mini: MiniSuite, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
