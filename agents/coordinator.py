@@ -2,9 +2,9 @@
 
 LangGraph spends ~200 us per super-step or per ``Send`` (more as the fan-out grows), too much for plans of
 thousands of subtasks. So the execute node hands the whole DAG to an :class:`Execution`: a fixed set of
-``max_concurrency`` asyncio consumers takes ready subtasks from a queue, runs each on the step runner (with a
+``max_concurrency`` asyncio consumers takes ready subtasks from a deque, runs each on the step runner (with a
 timeout, retries and exponential backoff), persists its result as it completes, and releases its
-dependents. Per subtask this costs a queue hand-off and a little bookkeeping, whatever the DAG's shape.
+dependents. Per subtask this costs a little bookkeeping, whatever the DAG's shape.
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ import hashlib
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from mdap.errors import ConfigError, MdapError, PlanError, VoteFailed
 from mdap.planners import Expander, Plan, Subtask, Task
@@ -25,110 +22,11 @@ from mdap.planners import Expander, Plan, Subtask, Task
 from ._deadlines import Deadlines
 from ._store import ResultStore
 from .events import EventBus
+from .policy import CoordinatorPolicy
+from .results import ExecOutcome, SubtaskResult
 from .work import Artifact, StepRunner, WorkItem, WorkOutput
 
 __all__ = ["CoordinatorPolicy", "ExecOutcome", "Execution", "SubtaskResult"]
-
-
-class CoordinatorPolicy(BaseModel):
-    """How the coordinator runs subtasks."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_concurrency: Annotated[int, Field(ge=1, description="subtasks running at once (enforced)")] = 8
-    subtask_timeout_s: Annotated[float | None, Field(gt=0, description="seconds per attempt; None = none")] = 300.0
-    retries: Annotated[int, Field(ge=0, description="extra attempts of a failed subtask")] = 2
-    backoff_s: Annotated[float, Field(ge=0, description="wait before the first retry")] = 0.5
-    backoff_factor: Annotated[float, Field(ge=1, description="each retry waits this much longer")] = 2.0
-    max_backoff_s: Annotated[float, Field(ge=0, description="longest wait between retries")] = 30.0
-    max_replans: Annotated[int, Field(ge=0, description="replans after subtasks fail for good (0 = never)")] = 1
-    on_failure: Annotated[
-        Literal["propagate", "halt"],
-        Field(
-            description="when no replan is left: 'propagate' runs dependents with the failure as context, "
-            "'halt' stops the run"
-        ),
-    ] = "propagate"
-    max_pending: Annotated[int, Field(ge=1, description="most unfinished subtasks (task explosion guard)")] = 100_000
-    artifact_chars: Annotated[int, Field(ge=16, description="dependency results are cut to this length")] = 2000
-
-
-@dataclass(slots=True)
-class SubtaskResult:
-    """The outcome of one subtask (JSON-able with :meth:`to_record`).
-
-    Attributes:
-        status: ``"ok"`` or ``"failed"``.
-        answer: the voted answer (ok), or None.
-        error: why it failed (failed), or None.
-        cached: the result came from the store (a resumed or replanned run), not a worker call.
-        children: ids of the sub-plan when the subtask was split (recursive planning).
-    """
-
-    id: str
-    role: str
-    status: str
-    answer: str | None = None
-    error: str | None = None
-    attempts: int = 0
-    votes: int = 0
-    samples: int = 0
-    red_flags: dict[str, int] = field(default_factory=dict)
-    completion_tokens: int = 0
-    prompt_tokens: int = 0
-    cost: float = 0.0
-    model_seconds: float = 0.0
-    tool_calls: int = 0
-    seconds: float = 0.0
-    cached: bool = False
-    children: list[str] | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the subtask succeeded."""
-        return self.status == "ok"
-
-    def to_record(self) -> dict[str, Any]:
-        """A JSON-able dict (written out by hand: ``dataclasses.asdict`` costs 30 us per call)."""
-        return {
-            "id": self.id,
-            "role": self.role,
-            "status": self.status,
-            "answer": self.answer,
-            "error": self.error,
-            "attempts": self.attempts,
-            "votes": self.votes,
-            "samples": self.samples,
-            "red_flags": dict(self.red_flags),
-            "completion_tokens": self.completion_tokens,
-            "prompt_tokens": self.prompt_tokens,
-            "cost": self.cost,
-            "model_seconds": self.model_seconds,
-            "tool_calls": self.tool_calls,
-            "seconds": self.seconds,
-            "cached": self.cached,
-            "children": list(self.children) if self.children is not None else None,
-        }
-
-    @classmethod
-    def from_record(cls, data: Mapping[str, Any]) -> SubtaskResult:
-        """The inverse of :meth:`to_record`."""
-        return cls(**data)
-
-
-@dataclass
-class ExecOutcome:
-    """What one execute pass did.
-
-    Attributes:
-        results: every subtask that finished (nested ones too), by id.
-        failed: ids that failed for good, in the order they failed.
-        not_run: ids never started because the pass stopped at a failure.
-    """
-
-    results: dict[str, SubtaskResult]
-    failed: list[str]
-    not_run: list[str]
 
 
 class _Node:
