@@ -9,7 +9,8 @@ so the difference is the framework. For each DAG shape and size it measures:
   * langgraph: a plain StateGraph spending one ``Send`` per subtask (wide, random by level) or one super-step
     per subtask (deep), no checkpointer.
 Overhead per subtask = (wall - bare) / n. Shapes: wide (n independent subtasks), deep (a chain of n), random
-(each subtask depends on 0-3 of the 50 before it). Each figure is the best of --repeat runs (the machine is shared).
+(each subtask depends on 0-3 of the 50 before it). Each figure is the best of --repeat interleaved runs (the
+machine is shared).
 
     python benchmarks/pipeline_overhead.py                  # 1,000 and 10,000 subtasks
     python benchmarks/pipeline_overhead.py --sizes 1000     # a quick look
@@ -178,13 +179,10 @@ async def langgraph_run(shape: str, plan: Plan) -> float:
     return wall
 
 
-def timed(repeat: int, coro_fn: Any, *args: Any) -> float:
-    """The best of ``repeat`` runs (the machine is shared: the minimum is the least disturbed run)."""
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        best = min(best, asyncio.run(coro_fn(*args)))
-    return best
+def timed(coro_fn: Any, *args: Any) -> float:
+    """One run's wall time, from a clean heap."""
+    gc.collect()
+    return float(asyncio.run(coro_fn(*args)))
 
 
 def main() -> None:
@@ -202,12 +200,14 @@ def main() -> None:
     for n in args.sizes:
         for shape in args.shapes:
             plan = make_plan(shape, n)
-            r = args.repeat
-            b = timed(r, bare, plan)
-            m = timed(r, mdap_pipeline, plan, None)
-            with tempfile.TemporaryDirectory() as tmp:
-                sq = timed(r, mdap_pipeline, plan, Path(tmp) / "bench.sqlite")
-            lg = timed(r, langgraph_run, shape, plan)
+            best = {"bare": float("inf"), "mdap": float("inf"), "sqlite": float("inf"), "langgraph": float("inf")}
+            for _ in range(args.repeat):  # interleaved, so every side sees the same machine load
+                best["bare"] = min(best["bare"], timed(bare, plan))
+                best["mdap"] = min(best["mdap"], timed(mdap_pipeline, plan, None))
+                with tempfile.TemporaryDirectory() as tmp:
+                    best["sqlite"] = min(best["sqlite"], timed(mdap_pipeline, plan, Path(tmp) / "bench.sqlite"))
+                best["langgraph"] = min(best["langgraph"], timed(langgraph_run, shape, plan))
+            b, m, sq, lg = best["bare"], best["mdap"], best["sqlite"], best["langgraph"]
             per = {k: (v - b) / n * 1e6 for k, v in (("mdap", m), ("sqlite", sq), ("langgraph", lg))}
             ratio = per["langgraph"] / max(per["mdap"], 1e-9)
             rows.append({"shape": shape, "n": n, "bare_us": b / n * 1e6, **{f"{k}_us": v for k, v in per.items()}})
