@@ -211,3 +211,23 @@ def test_pytest_summary_parsing_and_the_resolution_rule() -> None:
     assert not resolved and report["PASS_TO_PASS"]["failure"] == ["tests/t.py::gone"]
     assert not grade_tests(statuses, ["tests/t.py::test_b"], ["tests/t.py::test_a"], kind="mdap")[2]
     assert not grade_tests(statuses, ["tests/t.py::test_c"], [], kind="mdap")[2]
+
+
+def test_grader_swebench_uses_the_package_or_says_how_to_install_it(
+    mini: MiniSuite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    inst = _inst(mini, "spans")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"instance_id": inst.instance_id, "model_patch": inst.patch}) + "\n")
+    argv = ["bench", "swebench", "--grade-only", "--grader", "swebench", "--instances", str(mini.instances_file)]
+    argv += ["--repos", str(mini.repos), "--predictions", str(preds), "--report", str(tmp_path / "r.json")]
+    code = main([*argv, "--no-progress"])
+    if importlib.util.find_spec("swebench") is None:
+        assert code == 2
+        assert "pip install 'mdap[swebench-harness]'" in capsys.readouterr().err
+    else:  # the package's grading functions decide, and the report names them
+        assert code == 0
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["grader"].startswith("swebench ") and report["resolved_ids"] == [inst.instance_id]
