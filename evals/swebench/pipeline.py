@@ -8,7 +8,8 @@
 - ``reproduce`` (tools: files, python, shell) writes a test that fails because of the issue and answers with
   its path (checked: the file must exist in the checkout).
 - ``localize`` (tools: read, list, search) names the files and functions to change.
-- ``fix<i>`` (tools: read, list, search) each propose one candidate fix as search/replace edits (or a diff).
+- ``fix<i>`` (tools: read, list, search) each propose one candidate fix as search/replace edits (or a diff),
+  taking the first well-formed sample by default (``fixer_k=1``): the candidates are voted on by the ranker.
 - ``rank`` (no model) turns each candidate into a patch in a throwaway worktree, runs the reproduction test
   on each, and picks one (:mod:`.ranker`); its answer, the pipeline's, is the chosen patch as JSON.
 
@@ -80,6 +81,8 @@ class PipelineOptions:
     Attributes:
         candidates: fixer subtasks (candidate patches) per instance.
         k: vote margin of each worker decision (first-to-ahead-by-k).
+        fixer_k: the fixers' vote margin; 1 (the default) takes each fixer's first well-formed sample, since the
+            candidates are meant to differ and the ranker votes over them.
         temperature: sampling temperature of the workers (the fixers' candidates differ by it).
         max_samples: sample cap per decision (a reached cap fails the subtask).
         max_tokens: completion token limit per sample.
@@ -94,6 +97,7 @@ class PipelineOptions:
 
     candidates: int = 3
     k: int = 2
+    fixer_k: int = 1
     temperature: float = 0.7
     max_samples: int = 12
     max_tokens: int | None = 2048
@@ -244,11 +248,12 @@ def masai_pipeline(
     readers: list[Tool] = [files["read_file"], files["list_files"], files["search_files"]]
     shell = shell_tool(ws, limits)
 
-    def voter() -> FirstToAheadByK:
+    def voter(k: int | None = None) -> FirstToAheadByK:
+        margin = opts.k if k is None else k
         return FirstToAheadByK(
-            k=opts.k,
+            k=margin,
             temperature=opts.temperature,
-            max_samples=max(opts.max_samples, opts.k),
+            max_samples=max(opts.max_samples, margin),
             max_tokens=opts.max_tokens,
         )
 
@@ -284,7 +289,7 @@ def masai_pipeline(
         .role(
             "fixer",
             tools=readers,
-            voter=voter(),
+            voter=voter(opts.fixer_k),
             system_prompt=_SYSTEM["fixer"],
             max_tool_rounds=rounds,
             answer_parser=parse_fix,

@@ -62,7 +62,8 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     r.add_argument("--solve-rate", type=float, default=1.0, help="simulated: fraction of instances it solves")
     r.add_argument("--seed", type=int, default=0, help="simulated: seed")
     r.add_argument("--candidates", type=int, default=3, help="candidate patches (fixer subtasks) per instance")
-    r.add_argument("--k", type=int, default=2, help="vote margin of every worker decision (default 2)")
+    r.add_argument("--k", type=int, default=2, help="vote margin of the workers' decisions (default 2)")
+    r.add_argument("--fixer-k", type=int, default=1, help="vote margin of each fixer (default 1: its first fix)")
     r.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     r.add_argument("--max-samples", type=int, default=12, help="sample cap per decision (default 12)")
     r.add_argument("--max-tokens", type=int, default=2048, help="completion token limit per sample")
@@ -169,6 +170,7 @@ async def _run(args: argparse.Namespace, instances: list[Any]) -> int:
     options = PipelineOptions(
         candidates=args.candidates,
         k=args.k,
+        fixer_k=args.fixer_k,
         temperature=args.temperature,
         max_samples=args.max_samples,
         max_tokens=args.max_tokens,
