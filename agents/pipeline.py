@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from mdap.errors import ConfigError
 from mdap.models import ChatModel
-from mdap.planners import LLMPlanner, Planner, Task
+from mdap.planners import LLMPlanner, Plan, Planner, Task, validate_plan
 
 from .compiled import CompiledPipeline
 from .coordinator import CoordinatorPolicy
@@ -161,6 +161,9 @@ class Pipeline:
             planner = LLMPlanner(self.model)
         if not callable(getattr(planner, "plan", None)):
             raise ConfigError(f"the planner must have async plan(task, roles, context), got {type(planner).__name__}")
+        fixed = getattr(planner, "plan_fn", None)
+        if isinstance(fixed, Plan):  # a plan written in code: check its roles now, not at the first run
+            validate_plan(fixed, self._roles, max_subtasks=self._policy.max_pending)
         planner, meter = _metered(planner)
         if self._approval == "human" and self._checkpoint is None:
             raise ConfigError("approval='human' pauses the run in a checkpoint: set .checkpoint(path)")

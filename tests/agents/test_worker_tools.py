@@ -23,7 +23,7 @@ from mdap.agents import (
     python_tool,
     shell_tool,
 )
-from mdap.errors import ConfigError, ToolError
+from mdap.errors import ConfigError, PlanError, ToolError
 from mdap.planners import StaticPlanner, fork_join
 from mdap.types import Message
 from mdap.voters import FirstToAheadByK, Majority
@@ -198,5 +198,7 @@ def test_compile_validates_roles_models_tools() -> None:
         WorkerRole("1bad")
     with pytest.raises(ConfigError, match="approval='human'"):
         Pipeline(model=Tracking(str)).role("w").approval("human").checkpoint(None).compile()
+    with pytest.raises(PlanError, match=r"unknown roles in part0 \(role 'x'\)"):
+        Pipeline(model=Tracking(str)).planner(StaticPlanner(fork_join(["a"], worker="x"))).role("w").compile()
     compiled = Pipeline(model=Tracking(str)).role("w", adapter="lora-w").compile()
     assert compiled.workers["w"].voter.adapter == "lora-w"  # type: ignore[attr-defined]
