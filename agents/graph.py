@@ -199,17 +199,18 @@ async def _finish(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
     return {"status": "partial" if failures else "ok", "answer": answer, "error": error}
 
 
-def _after_approve(state: RunState) -> str:
+# Routers are async: LangGraph runs sync functions in a thread pool, which costs a thread hand-off per call.
+async def _after_approve(state: RunState) -> str:
     return "finish" if state.get("status") == "rejected" else "execute"
 
 
-def _after_execute(state: RunState, runtime: Runtime[RunContext]) -> str:
+async def _after_execute(state: RunState, runtime: Runtime[RunContext]) -> str:
     if state.get("failures") and state.get("replans", 0) < runtime.context.policy.max_replans:
         return "replan"
     return "finish"
 
 
-def _after_replan(state: RunState) -> str:
+async def _after_replan(state: RunState) -> str:
     return "finish" if state.get("status") == "replan_failed" else "approve"
 
 
