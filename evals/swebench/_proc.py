@@ -124,7 +124,8 @@ def checkout_at(source: Path, commit: str, dest: Path) -> str:
 
 
 def git_apply(repo: Path, patch: str) -> None:
-    """Apply ``patch`` in ``repo`` (``git apply``, falling back to a 3-way-free ``patch -p1``-like fuzz of git).
+    """Apply ``patch`` in ``repo``: ``git apply``, then, if that fails, ``git apply -C1 --recount`` (only one line
+    of context must match, hunk counts recomputed), as SWE-bench also retries with a more lenient apply.
 
     Raises:
         GitError: the patch does not apply.
@@ -135,7 +136,6 @@ def git_apply(repo: Path, patch: str) -> None:
     try:
         git(["apply", "--whitespace=nowarn", "-"], cwd=repo, stdin=text)
     except GitError:
-        # SWE-bench falls back to a more lenient apply; ours is git's own: fewer context lines must match
         git(["apply", "--whitespace=nowarn", "--recount", "-C1", "-"], cwd=repo, stdin=text)
 
 
