@@ -10,10 +10,11 @@ too much to pay for each of 10,000 zero-latency subtasks).
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+import ormsgpack  # a dependency of langgraph's checkpointers: 10x faster than json.dumps for these records
 
 __all__ = ["MemoryStore", "ResultStore", "SqliteStore"]
 
@@ -76,20 +77,20 @@ class SqliteStore(ResultStore):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS mdap_subtask_results ("
-            "thread_id TEXT NOT NULL, fingerprint TEXT NOT NULL, record TEXT NOT NULL, "
+            "thread_id TEXT NOT NULL, fingerprint TEXT NOT NULL, record BLOB NOT NULL, "
             "PRIMARY KEY (thread_id, fingerprint))"
         )
-        self._pending: list[tuple[str, str, str]] = []
+        self._pending: list[tuple[str, str, bytes]] = []
         self._scheduled = False
 
     def load(self, thread: str) -> dict[str, dict[str, Any]]:
         rows = self._db.execute(
             "SELECT fingerprint, record FROM mdap_subtask_results WHERE thread_id = ?", (thread,)
         ).fetchall()
-        return {fp: json.loads(rec) for fp, rec in rows}
+        return {fp: ormsgpack.unpackb(rec) for fp, rec in rows}
 
     def put(self, thread: str, fingerprint: str, record: dict[str, Any]) -> None:
-        self._pending.append((thread, fingerprint, json.dumps(record)))
+        self._pending.append((thread, fingerprint, ormsgpack.packb(record)))
         if not self._scheduled:
             try:
                 loop = asyncio.get_running_loop()
