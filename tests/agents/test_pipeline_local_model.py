@@ -1,6 +1,7 @@
 """End to end with a real model: the embedded SmolLM2-135M (CPU vLLM server) runs a fork/join pipeline.
 
-The server takes a minute or two to start, so one starts for this module and stops after it.
+It shares the test session's server: ``_local_session`` starts it once and sets $MDAP_LOCAL_URL, which
+``LocalModel()`` then uses instead of starting its own.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Recording:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def local() -> AsyncIterator[LocalModel]:
+async def local(_local_session: LocalModel) -> AsyncIterator[LocalModel]:
     async with LocalModel(client_options={"timeout": 120.0, "max_retries": 1}) as model:
         yield model
 

@@ -1,5 +1,5 @@
 """The SWE-bench runner with the real local model (SmolLM2-135M on the CPU vLLM server): any score, it must
-complete and write every output. The server starts once for this module (about a minute)."""
+complete and write every output. It shares the test session's server (``local_model_url`` sets $MDAP_LOCAL_URL)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mdap.evals.swebench import PipelineOptions, build_mini, load_predictions, r
 from mdap.models import LocalModel
 
 
-async def test_a_run_with_the_local_model_completes(tmp_path: Path) -> None:
+async def test_a_run_with_the_local_model_completes(tmp_path: Path, local_model_url: str) -> None:
     suite = build_mini(tmp_path / "mini")
     inst = next(i for i in suite.instances if i.name == "tinystats")
     options = PipelineOptions(
