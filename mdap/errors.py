@@ -19,7 +19,8 @@ Messages say what was wrong and what to do about it. Exceptions never log in the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 __all__ = [
     "CheckpointError",
@@ -32,6 +33,7 @@ __all__ = [
     "SubtaskFailed",
     "ToolError",
     "VoteFailed",
+    "invalid_settings",
 ]
 
 
@@ -115,3 +117,15 @@ class ToolError(MdapError):
 
 class CheckpointError(MdapError):
     """A trace or checkpoint file is missing, unreadable or inconsistent with the run being resumed."""
+
+
+class _Invalid(Protocol):
+    def errors(self) -> Iterable[Mapping[str, Any]]: ...
+
+
+def invalid_settings(what: str, err: _Invalid) -> ConfigError:
+    """A ConfigError naming each bad field of a pydantic ``ValidationError`` (``what``: e.g. "Hanoi settings")."""
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {e.get('input')!r})" for e in err.errors()
+    )
+    return ConfigError(f"invalid {what}: {problems}")

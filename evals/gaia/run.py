@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from mdap.agents import RunResult
-from mdap.errors import ConfigError, ModelError
+from mdap.errors import ConfigError, ModelError, invalid_settings
 from mdap.models import ChatModel
 from mdap.models.registry import TASK_SPECIFIC, from_spec
 
@@ -72,10 +72,7 @@ class GaiaConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {e.get('input')!r})" for e in err.errors()
-            )
-            raise ConfigError(f"invalid GAIA settings: {problems}") from None
+            raise invalid_settings("GAIA settings", err) from None
 
     @property
     def out_dir(self) -> Path:

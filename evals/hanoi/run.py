@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from mdap.errors import ConfigError
+from mdap.errors import ConfigError, invalid_settings
 from mdap.executor import Executor
 from mdap.microstep import Chain
 from mdap.models import ChatModel
@@ -68,10 +68,7 @@ class HanoiConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {e.get('input')!r})" for e in err.errors()
-            )
-            raise ConfigError(f"invalid Hanoi settings: {problems}") from None
+            raise invalid_settings("Hanoi settings", err) from None
 
     @property
     def checkpoint_path(self) -> Path:
