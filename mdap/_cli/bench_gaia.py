@@ -6,19 +6,14 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from mdap._cli._args import id_list
+
 __all__ = ["add_parser"]
 
 # `--model local` defaults: the embedded 135M model on a CPU makes ~10-40 tokens/s and seldom keeps to the
 # `FINAL ANSWER:` format, so long replies and big vote caps mostly cost minutes per question.
 LOCAL_MAX_TOKENS = 256
 LOCAL_MAX_SAMPLES = 4
-
-
-def _ids(value: str) -> list[str]:
-    ids = [part.strip() for part in value.split(",") if part.strip()]
-    if not ids:
-        raise argparse.ArgumentTypeError("give one or more task ids, separated by commas")
-    return ids
 
 
 def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,7 +33,7 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     p.add_argument("--split", default="validation", help="split folder under 2023/ (default validation)")
     p.add_argument("--level", type=int, action="append", choices=(1, 2, 3), help="only this level (repeatable)")
-    p.add_argument("--ids", type=_ids, default=None, help="only these task ids (comma-separated)")
+    p.add_argument("--ids", type=id_list("task ids"), default=None, help="only these task ids (comma-separated)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions after the filters")
     p.add_argument(
         "--model",

@@ -7,16 +7,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from mdap._cli._args import id_list
 from mdap.errors import ConfigError
 
 __all__ = ["add_parser"]
-
-
-def _ids(value: str) -> list[str]:
-    ids = [part.strip() for part in value.split(",") if part.strip()]
-    if not ids:
-        raise argparse.ArgumentTypeError("give one or more instance ids, separated by commas")
-    return ids
 
 
 def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,7 +26,9 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     p.add_argument("--instances", type=Path, required=True, help="SWE-bench instance file (.json, .jsonl, .parquet)")
     p.add_argument("--repos", type=Path, required=True, help="folder with a git repo per instance repo: DIR/<name>")
-    p.add_argument("--ids", type=_ids, default=None, help="only these instance ids (comma-separated)")
+    p.add_argument(
+        "--ids", type=id_list("instance ids"), default=None, help="only these instance ids (comma-separated)"
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N instances after --ids")
     g = p.add_argument_group("grading alone")
     g.add_argument("--grade-only", action="store_true", help="grade --predictions and write --report; run no model")
