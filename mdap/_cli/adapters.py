@@ -70,6 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("--no-base", action="store_true", help="skip the base model")
     e.add_argument("--steps", type=int, default=63, help="run size for k_min and cost (default 63 = 6 disks)")
     e.add_argument("--target", type=float, default=0.95, help="whole-run success target (default 0.95)")
+    e.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one request (default 900)")
     e.add_argument("--report", type=Path, default=None, help="write the full reports (per state) as JSON")
     e.set_defaults(handler=_eval)
 
@@ -157,7 +158,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     async def run() -> list[Any]:
         served = {adapter.name: adapter.path} if adapter else None
-        async with LocalModel(adapters=served, max_lora_rank=max(16, rank or 16)) as model:
+        # a CPU server compiles its LoRA kernels on the first batches: wait for them rather than retry
+        client = {"timeout": args.timeout, "max_retries": 1}
+        async with LocalModel(adapters=served, max_lora_rank=max(16, rank or 16), client_options=client) as model:
             return await compare_models(
                 model, examples, adapter=adapter.name if adapter else None, base=not args.no_base,
                 decorrelate=args.decorrelate, samples=args.samples, temperature=args.temperature, steps=args.steps,
