@@ -18,21 +18,39 @@ from mdap.errors import (
     RedFlag,
     VoteFailed,
 )
-from mdap.executor import Executor
-from mdap.microstep import Chain, Microstep, Verifier
-from mdap.models import Adapter, ChatModel, LocalModel, OpenAICompatible, Sample, SimulatedModel, VLLMServer
-from mdap.report import RunReport
 from mdap.types import Message
-from mdap.voters import Decision, FirstToAheadByK, Majority, RedFlagPolicy, Voter
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from mdap.agents import CoordinatorPolicy, Pipeline, RunResult, Tool, WorkerRole
+    from mdap.executor import Executor
+    from mdap.microstep import Chain, Microstep, Verifier
+    from mdap.models import Adapter, ChatModel, LocalModel, OpenAICompatible, Sample, SimulatedModel, VLLMServer
     from mdap.planners import LLMPlanner, Plan, RecursivePlanner, StaticPlanner, Subtask, Task
+    from mdap.report import RunReport
+    from mdap.voters import Decision, FirstToAheadByK, Majority, RedFlagPolicy, Voter
 
-# Pipelines pull in LangGraph (and planners networkx): imported on first use, so `import mdap` stays light.
+# Everything but the errors is imported on first use, so `import mdap` (and `mdap --help`) stays light: the
+# runtime pulls in pydantic, pipelines LangGraph and networkx.
 _LAZY = {
+    "Executor": "mdap.executor",
+    "Chain": "mdap.microstep",
+    "Microstep": "mdap.microstep",
+    "Verifier": "mdap.microstep",
+    "Adapter": "mdap.models",
+    "ChatModel": "mdap.models",
+    "LocalModel": "mdap.models",
+    "OpenAICompatible": "mdap.models",
+    "Sample": "mdap.models",
+    "SimulatedModel": "mdap.models",
+    "VLLMServer": "mdap.models",
+    "RunReport": "mdap.report",
+    "Decision": "mdap.voters",
+    "FirstToAheadByK": "mdap.voters",
+    "Majority": "mdap.voters",
+    "RedFlagPolicy": "mdap.voters",
+    "Voter": "mdap.voters",
     "CoordinatorPolicy": "mdap.agents",
     "Pipeline": "mdap.agents",
     "RunResult": "mdap.agents",
@@ -56,6 +74,10 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
