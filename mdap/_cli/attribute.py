@@ -6,17 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from mdap._cli._args import positive_int
+
 __all__ = ["add_parser"]
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("config", type=Path, help="attribution config (.json or .toml)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: the config's, else .mdap/...)")
-    p.add_argument("--parallel", type=_positive, default=None, help="units scored at once (default: the config's)")
+    p.add_argument("--parallel", type=positive_int, default=None, help="units scored at once (default: the config's)")
     p.add_argument("--fresh", action="store_true", help="delete the score cache first and score everything again")
     p.add_argument("--no-plot", action="store_true", help="skip the bar chart (no matplotlib needed)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from mdap._cli._args import k_or_auto
 from mdap.errors import ConfigError
 
 __all__ = ["add_parser"]
@@ -17,18 +18,6 @@ __all__ = ["add_parser"]
 # 750-token limit and 100-sample cap would keep one undecidable step going for half an hour.
 LOCAL_MAX_TOKENS = 96
 LOCAL_MAX_SAMPLES = 30
-
-
-def _k(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        k = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"k must be a positive integer or 'auto', got {value!r}") from None
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"k must be >= 1, got {k}")
-    return k
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--correlation", type=float, default=0.0, help="simulated: how often wrong samples agree")
     p.add_argument("--latency", type=float, default=0.0, help="simulated: seconds per request")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated model")
-    p.add_argument("--k", type=_k, default=3, help="vote margin, or 'auto' to calibrate it (default 3)")
+    p.add_argument("--k", type=k_or_auto, default=3, help="vote margin, or 'auto' to calibrate it (default 3)")
     p.add_argument("--target", type=float, default=0.95, help="k=auto: whole-run success target")
     p.add_argument("--temperature", type=float, default=0.1, help="sampling temperature")
     p.add_argument("--first-temperature", type=float, default=None, help="temperature of each step's first sample")
