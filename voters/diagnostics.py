@@ -13,22 +13,23 @@ still shows which steps were contested and whether their wrong samples agreed.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mdap.errors import ConfigError
 
 from .calibration import Calibration
 
-__all__ = ["trace_calibration"]
+__all__ = ["read_trace", "trace_calibration"]
 
 
-def trace_calibration(path: Path) -> Calibration:
-    """A :class:`Calibration` of every decided step in the JSONL trace at ``path``.
+def read_trace(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Stream the records of an executor trace (JSONL) with their line numbers, blank lines skipped.
 
     Raises:
-        ConfigError: the file cannot be read, or a line lacks ``samples`` / ``votes``.
+        ConfigError: the file cannot be read, or a line is not JSON or lacks one of ``required``.
     """
-    cal = Calibration()
     try:
         fh = Path(path).open()  # noqa: SIM115 -- closed by the `with` below; streamed, traces can be long
     except OSError as err:
@@ -39,15 +40,34 @@ def trace_calibration(path: Path) -> Calibration:
                 continue
             try:
                 record = json.loads(line)
-                votes = [int(v) for v in record["votes"]]
-                samples = int(record["samples"])
-                flagged = sum(int(c) for c in (record.get("red_flags") or {}).values())
-            except (ValueError, KeyError, TypeError, AttributeError):
+                for key in required:
+                    record[key]
+            except (ValueError, KeyError, TypeError):
                 raise ConfigError(
-                    f"{path}:{number} is not a trace record with samples and votes; write traces with --trace"
+                    f"{path}:{number} is not a trace record (needs {', '.join(required)}); "
+                    "write traces with `mdap hanoi --trace FILE`"
                 ) from None
-            if votes:
-                cal.add_counts(votes[0], votes[1:], samples, flagged)
-            else:
-                cal.add_counts(0, [], samples, flagged)
+            yield number, record
+
+
+def trace_calibration(path: Path) -> Calibration:
+    """A :class:`Calibration` of every decided step in the JSONL trace at ``path``.
+
+    Raises:
+        ConfigError: the file cannot be read, or a line lacks ``samples`` / ``votes``.
+    """
+    cal = Calibration()
+    for number, record in read_trace(path, ("samples", "votes")):
+        try:
+            votes = [int(v) for v in record["votes"]]
+            samples = int(record["samples"])
+            flagged = sum(int(c) for c in (record.get("red_flags") or {}).values())
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigError(
+                f"{path}:{number} is not a trace record with samples and votes; write traces with --trace"
+            ) from None
+        if votes:
+            cal.add_counts(votes[0], votes[1:], samples, flagged)
+        else:
+            cal.add_counts(0, [], samples, flagged)
     return cal

@@ -12,15 +12,15 @@ decided answer (wrong or red-flagged). Training draws examples in proportion to 
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mdap.errors import ConfigError
 from mdap.microstep import Microstep, Verifier
 from mdap.models.lora_data import TrainingExample, example_key
+from mdap.voters.diagnostics import read_trace
 
 from ..hanoi.relabel import rotate_answer, rotate_state
 from ..hanoi.solver import apply_move, strategy_move
@@ -53,26 +53,6 @@ def hanoi_answer_text(answer: HanoiAnswer) -> str:
     return format_answer(answer.move, answer.next_state)
 
 
-def _read_trace(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        fh = Path(path).open()  # noqa: SIM115 -- closed by the `with` below; streamed, traces can be long
-    except OSError as err:
-        raise ConfigError(f"cannot read the trace {path}: {err}") from None
-    with fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                _ = record["step"], record["answer"], record["samples"], record["votes"]
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(
-                    f"{path}:{number} is not a trace record (needs step, answer, samples, votes); "
-                    "write traces with `mdap hanoi --trace FILE`"
-                ) from None
-            yield record
-
-
 def trace_examples(
     path: Path,
     microstep: Microstep[Any, Any],
@@ -101,7 +81,7 @@ def trace_examples(
     out: list[TrainingExample] = []
     state = initial
     extra = extra or {}
-    for expected, record in enumerate(_read_trace(path)):
+    for expected, (_, record) in enumerate(read_trace(path, ("step", "answer", "samples", "votes"))):
         step = int(record["step"])
         if step != expected:
             raise ConfigError(f"{path}: step {step} follows step {expected - 1}; the replay needs every step in order")
