@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from mdap.errors import CheckpointError, ConfigError, MdapError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "exit_on_sigterm", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,9 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM exit like an error does: ``finally`` blocks and ``atexit`` hooks run, so the servers a
+    command started (and every process they forked) are stopped rather than orphaned. Commands that drain on
+    SIGTERM (``worker``, ``serve``) install their own handler while they run."""
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, terminate)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also the console script's entry point)."""
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()
     handler: Handler = args.handler
     try:
         return handler(args)

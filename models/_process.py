@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -31,7 +30,8 @@ _LAUNCHER = (
     "    os.execvp(sys.argv[1], sys.argv[1:])\n"
 )
 
-_running: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
+# Strong references: a running server is stopped at exit even when the object that started it is gone.
+_running: set[ServerProcess] = set()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

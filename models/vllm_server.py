@@ -242,23 +242,37 @@ class VLLMServer:
         return False
 
     def start(self) -> VLLMServer:
-        """Start the server and block until it is ready; a no-op when running.
+        """Start the server and block until it is ready; a no-op when running. Interrupted, it stops the server.
 
         Raises:
             ModelError: the server exited or was not ready in time (with the end of its log).
         """
         self._spawn()
-        while not self._probe():
-            time.sleep(0.5)
+        try:
+            while not self._probe():
+                time.sleep(0.5)
+        except BaseException:  # interrupted or failed while starting: nothing may keep running
+            self._stop_process()
+            raise
         return self
 
     async def astart(self) -> VLLMServer:
         """:meth:`start` without blocking the event loop."""
         self._spawn()
-        while True:
-            if await asyncio.to_thread(self._probe):
-                return self
-            await asyncio.sleep(0.5)
+        try:
+            while True:
+                if await asyncio.to_thread(self._probe):
+                    break
+                await asyncio.sleep(0.5)
+        except BaseException:  # cancelled or failed while starting: nothing may keep running
+            self._stop_process()
+            raise
+        return self
+
+    def _stop_process(self) -> None:
+        """Stop the process (idempotent) but keep it, so ``pid`` still names what failed."""
+        if self._proc is not None:
+            self._proc.stop()
 
     def stop(self) -> None:
         """Stop the server and every process it started (SIGTERM, then SIGKILL). Idempotent."""

@@ -30,6 +30,8 @@ if mode == "crash":
     sys.exit(3)
 worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 print("worker", worker.pid, flush=True)
+if mode == "starting":  # like vLLM early in its start: no SIGTERM handler yet, so SIGTERM orphans the worker
+    time.sleep(300)
 signal.signal(signal.SIGTERM, lambda *_: (worker.kill(), sys.exit(0)))  # vLLM also stops its engine on SIGTERM
 if mode == "slow":
     time.sleep(300)
@@ -161,6 +163,40 @@ def test_the_server_does_not_outlive_its_owner(base: Path, fake: Path, how: str)
         assert time.monotonic() < deadline, f"the server outlived its owner ({how})"
         time.sleep(0.1)
     assert _group_alive(server_pid) == []
+
+
+_CLI_OWNER = """
+import sys
+from pathlib import Path
+from mdap.cli import exit_on_sigterm
+from mdap.models import VLLMServer
+exit_on_sigterm()
+VLLMServer(Path(sys.argv[1]), python=sys.argv[2], startup_timeout_s=300).start()
+"""
+
+
+def test_sigterm_to_a_command_starting_a_server_stops_the_whole_server_group(base: Path, fake: Path) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _CLI_OWNER, str(base), str(fake)],
+        env={**os.environ, "FAKE_MODE": "starting"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait until the server has forked its worker
+            servers = psutil.Process(owner.pid).children()
+            if servers and servers[0].children():
+                group = servers[0].pid
+                break
+            assert time.monotonic() < deadline, "the stand-in server never forked its worker"
+            time.sleep(0.1)
+        owner.send_signal(signal.SIGTERM)
+        assert owner.wait(30) == 128 + signal.SIGTERM, owner.stderr.read() if owner.stderr else ""
+        assert _group_alive(group) == [], "the server's worker outlived a SIGTERMed command"
+    finally:
+        owner.kill()
+        owner.wait(10)
 
 
 def test_bad_setups_are_config_errors(base: Path, fake: Path, tmp_path: Path) -> None:
