@@ -68,6 +68,7 @@ async def train_rounds(
     mine_samples: int = 10,
     factor: float = 4.0,
     temperature: float = 0.7,
+    mine_first: bool = False,
 ) -> list[tuple[TrainResult, HeldoutReport | None]]:
     """Train ``rounds`` rounds; between rounds, measure p on ``mine_states`` training states (original prompts)
     and reweight every example of a state by ``1 + factor * (1 - p)`` before the next round.
@@ -78,32 +79,43 @@ async def train_rounds(
     Args:
         model_factory: ``(adapter_name, adapter_folder) -> ChatModel`` serving the adapter (an async context
             manager, e.g. a LocalModel); called once per mining pass.
+        mine_first: mine ``cfg.init_adapter`` before the first round too (continue an adapter already trained
+            on the plain data with hard-example rounds only).
+
+    Returns:
+        Per round: its training result and the mining report that weighted its data (None: unweighted data).
 
     Raises:
-        ConfigError: rounds < 1.
+        ConfigError: rounds < 1, or ``mine_first`` without ``cfg.init_adapter``.
     """
     if rounds < 1:
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
+    if mine_first and cfg.init_adapter is None:
+        raise ConfigError("mining before the first round needs an adapter to mine: give init_adapter")
     examples = read_examples(cfg.data)
+    originals = [ex for ex in examples if ex.meta.get("rotation", 0) == 0]
     out: list[tuple[TrainResult, HeldoutReport | None]] = []
     previous: Path | None = cfg.init_adapter
+
+    async def mine(folder: Path, r: int) -> HeldoutReport:
+        probe = random.Random(cfg.seed + r).sample(originals, min(mine_states, len(originals)))
+        async with model_factory(cfg.role, folder) as model:
+            return await evaluate_heldout(
+                model, probe, hanoi_parser, name=f"{cfg.role}-round-{r}", adapter=cfg.role,
+                samples=mine_samples, temperature=temperature,
+            )  # fmt: skip
+
+    report: HeldoutReport | None = None
     for r in range(1, rounds + 1):
+        if previous is not None and (r > 1 or mine_first):
+            report = await mine(previous, r - 1)
+            examples = reweight(examples, {s.group: s.p or 0.0 for s in report.per_state}, factor)
         folder = cfg.out / f"round-{r}"
         data = cfg.out / f"round-{r}.data.jsonl"
         write_examples(data, examples)
         result = train_adapter(cfg.model_copy(update={"out": folder, "data": data, "init_adapter": previous}))
-        previous = folder
-        report = None
-        if r < rounds:
-            originals = [ex for ex in examples if ex.meta.get("rotation", 0) == 0]
-            probe = random.Random(cfg.seed + r).sample(originals, min(mine_states, len(originals)))
-            async with model_factory(cfg.role, folder) as model:
-                report = await evaluate_heldout(
-                    model, probe, hanoi_parser, name=f"{cfg.role}-round-{r}", adapter=cfg.role,
-                    samples=mine_samples, temperature=temperature,
-                )  # fmt: skip
-            examples = reweight(examples, {s.group: s.p or 0.0 for s in report.per_state}, factor)
         out.append((result, report))
+        previous = folder
     for item in folder.iterdir():
         if item.is_file():
             shutil.copy(item, cfg.out / item.name)

@@ -55,6 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--rounds", type=int, default=1, help="rounds: train, mine states still wrong, train again")
     t.add_argument("--mine-states", type=int, default=60, help="rounds: training states measured per round")
+    t.add_argument("--mine-samples", type=int, default=10, help="rounds: samples per mined state (default 10)")
+    t.add_argument("--hard-weight", type=float, default=4.0, help="rounds: a mined state weighs 1 + this * (1 - p)")
+    t.add_argument(
+        "--mine-first", action="store_true", help="rounds: mine --init-adapter before the first round as well"
+    )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.set_defaults(handler=_train)
 
@@ -122,16 +127,24 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume, init_adapter=args.init_adapter,
         threads=args.threads, progress=not args.no_progress,
     )  # fmt: skip
-    if args.rounds > 1:
+    if args.rounds > 1 or args.mine_first:
         from mdap.evals.distill.compare import train_rounds
         from mdap.models import LocalModel
+
+        if args.mine_samples < 2:
+            raise ConfigError(f"--mine-samples must be at least 2, got {args.mine_samples}")
 
         def serve(name: str, folder: Path) -> Any:
             return LocalModel(adapters={name: folder}, max_lora_rank=max(16, cfg.rank))
 
-        results = asyncio.run(train_rounds(cfg, args.rounds, serve, mine_states=args.mine_states))
+        results = asyncio.run(
+            train_rounds(
+                cfg, args.rounds, serve, mine_states=args.mine_states, mine_samples=args.mine_samples,
+                factor=args.hard_weight, mine_first=args.mine_first,
+            )
+        )  # fmt: skip
         for i, (res, rep) in enumerate(results, 1):
-            mined = f", mined p>0.5 {rep.fraction_above_half:.2f}" if rep else ""
+            mined = f", weighted by {rep.states} mined states (p>0.5: {rep.fraction_above_half:.2f})" if rep else ""
             print(f"round {i}: {res.steps} steps, loss {res.final_loss:.4f}, {res.seconds:.0f} s{mined}")
     else:
         res = train_adapter(cfg)

@@ -149,7 +149,8 @@ async def test_rounds_mine_states_still_wrong_and_continue_from_the_last_adapter
     results = await train_rounds(cfg, 2, serve, mine_states=4, mine_samples=4)
     assert served == [cfg.out / "round-1"]  # measured between the rounds only
     assert [r.steps for r, _ in results] == [2, 2]
-    report = results[0][1]
+    assert results[0][1] is None  # the first round trains on the data as given
+    report = results[1][1]
     assert report is not None and report.states == 4
     mined = read_examples(cfg.out / "round-2.data.jsonl")
     measured = {s.group: s.p for s in report.per_state}
@@ -158,3 +159,30 @@ async def test_rounds_mine_states_still_wrong_and_continue_from_the_last_adapter
             assert ex.weight == pytest.approx(1 + 4.0 * (1 - measured[ex.group]))
     assert read_card(cfg.out / "round-2")["settings"]["init_adapter"] == str(cfg.out / "round-1")
     assert (cfg.out / "adapter_model.safetensors").is_file()  # the last round is the adapter
+
+
+async def test_rounds_can_mine_the_initial_adapter_first(tiny_base: Path, tmp_path: Path) -> None:
+    from contextlib import asynccontextmanager
+    from typing import Any
+
+    from mdap.evals.distill.compare import train_rounds
+    from mdap.evals.hanoi import simulated_hanoi_model
+
+    served: list[Path] = []
+
+    @asynccontextmanager
+    async def serve(name: str, folder: Path) -> Any:
+        served.append(folder)
+        yield simulated_hanoi_model(error_rate=0.5, seed=1)
+
+    first = _config(tiny_base, tmp_path, "first", steps=2, batch_size=1)
+    train_adapter(first)
+    cfg = _config(tiny_base, tmp_path, "more", steps=2, batch_size=1).model_copy(update={"init_adapter": first.out})
+    results = await train_rounds(cfg, 1, serve, mine_states=4, mine_samples=4, mine_first=True)
+    assert served == [first.out]
+    report = results[0][1]
+    assert report is not None and report.states == 4
+    weighted = [ex for ex in read_examples(cfg.out / "round-1.data.jsonl") if ex.weight != 1.0]
+    assert weighted, "mining a 50%-error model must weight some states as hard"
+    with pytest.raises(ConfigError, match="init_adapter"):
+        await train_rounds(cfg.model_copy(update={"init_adapter": None}), 1, serve, mine_first=True)
