@@ -10,7 +10,7 @@ from typing import Any
 class Progress:
     """Shows steps/s and samples/s on stderr; a no-op when disabled."""
 
-    def __init__(self, total: int, initial: int, *, enabled: bool, desc: str) -> None:
+    def __init__(self, total: int, initial: int, *, enabled: bool, desc: str, unit: str = "step") -> None:
         self._bar: Any = None
         self._start = time.perf_counter()
         self._initial = initial
@@ -21,7 +21,7 @@ class Progress:
                 total=total,
                 initial=initial,
                 desc=desc,
-                unit="step",
+                unit=unit,
                 unit_scale=True,
                 mininterval=0.5,
                 file=sys.stderr,

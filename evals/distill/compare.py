@@ -102,7 +102,7 @@ async def train_rounds(
         async with model_factory(cfg.role, folder) as model:
             return await evaluate_heldout(
                 model, probe, hanoi_parser, name=f"{cfg.role}-round-{r}", adapter=cfg.role,
-                samples=mine_samples, temperature=temperature,
+                samples=mine_samples, temperature=temperature, progress=cfg.progress,
             )  # fmt: skip
 
     report: HeldoutReport | None = None

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mdap._progress import Progress
 from mdap.errors import ConfigError, RedFlag
 from mdap.models import ChatModel
 from mdap.models.lora_data import TrainingExample
@@ -106,6 +107,7 @@ async def evaluate_heldout(
     concurrency: int = 4,
     steps: int = 63,
     target: float = 0.95,
+    progress: bool = False,
 ) -> HeldoutReport:
     """Draw ``samples`` per held-out state and report per-state p, collision rate, k_min and expected cost.
 
@@ -117,6 +119,7 @@ async def evaluate_heldout(
         spread: decorrelated sampling over answer-preserving views (None = the original prompt only).
         concurrency: states sampled at once.
         steps, target: the run size and success target k_min and the expected cost are computed for.
+        progress: show a progress bar (states done, samples/s) on stderr.
 
     Raises:
         ConfigError: no examples, fewer than 2 samples, or an example whose answer does not parse.
@@ -131,15 +134,25 @@ async def evaluate_heldout(
             raise ConfigError(f"held-out example {ex.id}: its answer does not parse ({err.detail})") from None
     gate = asyncio.Semaphore(concurrency)
     t0 = time.perf_counter()
+    label = name + (" +decorrelated" if spread is not None else "")
+    bar = Progress(len(examples), 0, enabled=progress, desc=f"eval {label}", unit="state")
+    done = 0
 
     async def one(ex: TrainingExample) -> Any:
+        nonlocal done
         async with gate:
-            return await sample_ballot(
+            ballot = await sample_ballot(
                 model, ex.chat, parser_for(ex), samples, temperature=temperature, red_flags=red_flags,
                 max_tokens=max_tokens, adapter=adapter, spread=spread,
             )  # fmt: skip
+        done += 1
+        bar.update(done, done * samples)
+        return ballot
 
-    ballots = await asyncio.gather(*(one(ex) for ex in examples))
+    try:
+        ballots = await asyncio.gather(*(one(ex) for ex in examples))
+    finally:
+        bar.close()
     cal = Calibration()
     per_state = []
     for ex, ref, ballot in zip(examples, refs, ballots, strict=True):

@@ -77,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("--target", type=float, default=0.95, help="whole-run success target (default 0.95)")
     e.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one request (default 900)")
     e.add_argument("--report", type=Path, default=None, help="write the full reports (per state) as JSON")
+    e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(handler=_eval)
 
     g = acts.add_parser("diagnose", help="reliability diagnostics of a run's trace")
@@ -177,7 +178,7 @@ def _eval(args: argparse.Namespace) -> int:
             return await compare_models(
                 model, examples, adapter=adapter.name if adapter else None, base=not args.no_base,
                 decorrelate=args.decorrelate, samples=args.samples, temperature=args.temperature, steps=args.steps,
-                target=args.target, max_tokens=args.max_tokens,
+                target=args.target, max_tokens=args.max_tokens, progress=not args.no_progress,
             )  # fmt: skip
 
     reports = asyncio.run(run())
