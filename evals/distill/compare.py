@@ -8,19 +8,21 @@ import random
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from mdap.errors import ConfigError
 from mdap.models import Adapter, ChatModel
 from mdap.models.lora_data import TrainingExample, read_examples, write_examples
-from mdap.models.training import CARD_FILE, TrainConfig, TrainResult, read_card, train_adapter
+from mdap.models.training import CARD_FILE, TrainConfig, TrainResult, answer_probabilities, read_card, train_adapter
 from mdap.voters import Spread
 
 from ..hanoi.task import HanoiStep
 from .dataset import reweight
 from .evaluate import HeldoutReport, evaluate_heldout, hanoi_parser
 
-__all__ = ["compare_models", "record_eval", "train_rounds"]
+__all__ = ["Mining", "compare_models", "record_eval", "train_rounds"]
 
 
 async def compare_models(
@@ -59,6 +61,28 @@ def record_eval(adapter: Adapter, reports: Sequence[HeldoutReport]) -> None:
     (adapter.path / CARD_FILE).write_text(json.dumps(card, indent=2))
 
 
+class Mining(BaseModel):
+    """How a round's data was weighted: p measured per training state, by sampling or exactly."""
+
+    method: Literal["sample", "exact"]
+    states: int
+    mean_p: float
+    fraction_above_half: float
+    p_by_group: dict[str, float]
+
+    @classmethod
+    def of(cls, method: Literal["sample", "exact"], p_by_group: dict[str, float]) -> Mining:
+        """Summarise per-state p (at least one state)."""
+        ps = list(p_by_group.values())
+        return cls(
+            method=method,
+            states=len(ps),
+            mean_p=sum(ps) / len(ps),
+            fraction_above_half=sum(p > 0.5 for p in ps) / len(ps),
+            p_by_group=p_by_group,
+        )
+
+
 async def train_rounds(
     cfg: TrainConfig,
     rounds: int,
@@ -69,7 +93,8 @@ async def train_rounds(
     factor: float = 4.0,
     temperature: float = 0.7,
     mine_first: bool = False,
-) -> list[tuple[TrainResult, HeldoutReport | None]]:
+    mine: Literal["sample", "exact"] = "sample",
+) -> list[tuple[TrainResult, Mining | None]]:
     """Train ``rounds`` rounds; between rounds, measure p on ``mine_states`` training states (original prompts)
     and reweight every example of a state by ``1 + factor * (1 - p)`` before the next round.
 
@@ -78,12 +103,15 @@ async def train_rounds(
 
     Args:
         model_factory: ``(adapter_name, adapter_folder) -> ChatModel`` serving the adapter (an async context
-            manager, e.g. a LocalModel); called once per mining pass.
+            manager, e.g. a LocalModel); called once per sampled mining pass.
         mine_first: mine ``cfg.init_adapter`` before the first round too (continue an adapter already trained
             on the plain data with hard-example rounds only).
+        mine: ``"sample"`` draws ``mine_samples`` per state through ``model_factory``'s server; ``"exact"``
+            computes each state's answer probability at ``temperature`` in one forward pass per batch
+            (:func:`~mdap.models.training.answer_probabilities`), much cheaper on a CPU.
 
     Returns:
-        Per round: its training result and the mining report that weighted its data (None: unweighted data).
+        Per round: its training result and the mining that weighted its data (None: the data as given).
 
     Raises:
         ConfigError: rounds < 1, or ``mine_first`` without ``cfg.init_adapter``.
@@ -94,27 +122,34 @@ async def train_rounds(
         raise ConfigError("mining before the first round needs an adapter to mine: give init_adapter")
     examples = read_examples(cfg.data)
     originals = [ex for ex in examples if ex.meta.get("rotation", 0) == 0]
-    out: list[tuple[TrainResult, HeldoutReport | None]] = []
+    out: list[tuple[TrainResult, Mining | None]] = []
     previous: Path | None = cfg.init_adapter
 
-    async def mine(folder: Path, r: int) -> HeldoutReport:
+    async def measure(folder: Path, r: int) -> Mining:
         probe = random.Random(cfg.seed + r).sample(originals, min(mine_states, len(originals)))
+        if mine == "exact":
+            ps = answer_probabilities(
+                cfg.base, probe, adapter=folder, temperature=temperature, batch_size=cfg.batch_size,
+                max_length=cfg.max_length, threads=cfg.threads, progress=cfg.progress,
+            )  # fmt: skip
+            return Mining.of("exact", {ex.group or ex.id: p for ex, p in zip(probe, ps, strict=True)})
         async with model_factory(cfg.role, folder) as model:
-            return await evaluate_heldout(
+            report = await evaluate_heldout(
                 model, probe, hanoi_parser, name=f"{cfg.role}-round-{r}", adapter=cfg.role,
                 samples=mine_samples, temperature=temperature, progress=cfg.progress,
             )  # fmt: skip
+        return Mining.of("sample", {s.group: s.p or 0.0 for s in report.per_state})
 
-    report: HeldoutReport | None = None
+    mining: Mining | None = None
     for r in range(1, rounds + 1):
         if previous is not None and (r > 1 or mine_first):
-            report = await mine(previous, r - 1)
-            examples = reweight(examples, {s.group: s.p or 0.0 for s in report.per_state}, factor)
+            mining = await measure(previous, r - 1)
+            examples = reweight(examples, mining.p_by_group, factor)
         folder = cfg.out / f"round-{r}"
         data = cfg.out / f"round-{r}.data.jsonl"
         write_examples(data, examples)
         result = train_adapter(cfg.model_copy(update={"out": folder, "data": data, "init_adapter": previous}))
-        out.append((result, report))
+        out.append((result, mining))
         previous = folder
     for item in folder.iterdir():
         if item.is_file():

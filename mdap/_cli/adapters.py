@@ -55,6 +55,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--rounds", type=int, default=1, help="rounds: train, mine states still wrong, train again")
     t.add_argument("--mine-states", type=int, default=60, help="rounds: training states measured per round")
+    t.add_argument(
+        "--mine",
+        choices=["sample", "exact"],
+        default="sample",
+        help="rounds: measure p by sampling through the server, or exactly (one forward pass per batch; cheaper)",
+    )
     t.add_argument("--mine-samples", type=int, default=10, help="rounds: samples per mined state (default 10)")
     t.add_argument("--hard-weight", type=float, default=4.0, help="rounds: a mined state weighs 1 + this * (1 - p)")
     t.add_argument(
@@ -141,11 +147,18 @@ def _train(args: argparse.Namespace) -> int:
         results = asyncio.run(
             train_rounds(
                 cfg, args.rounds, serve, mine_states=args.mine_states, mine_samples=args.mine_samples,
-                factor=args.hard_weight, mine_first=args.mine_first,
+                factor=args.hard_weight, mine_first=args.mine_first, mine=args.mine,
             )
         )  # fmt: skip
         for i, (res, rep) in enumerate(results, 1):
-            mined = f", weighted by {rep.states} mined states (p>0.5: {rep.fraction_above_half:.2f})" if rep else ""
+            mined = (
+                ""
+                if rep is None
+                else (
+                    f", data weighted by {rep.method} mining of {rep.states} states "
+                    f"(mean p {rep.mean_p:.2f}, p>0.5: {rep.fraction_above_half:.2f})"
+                )
+            )
             print(f"round {i}: {res.steps} steps, loss {res.final_loss:.4f}, {res.seconds:.0f} s{mined}")
     else:
         res = train_adapter(cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,7 +134,6 @@ async def test_rounds_mine_states_still_wrong_and_continue_from_the_last_adapter
     tiny_base: Path, tmp_path: Path
 ) -> None:
     from contextlib import asynccontextmanager
-    from typing import Any
 
     from mdap.evals.distill.compare import train_rounds
     from mdap.evals.hanoi import simulated_hanoi_model
@@ -151,9 +151,9 @@ async def test_rounds_mine_states_still_wrong_and_continue_from_the_last_adapter
     assert [r.steps for r, _ in results] == [2, 2]
     assert results[0][1] is None  # the first round trains on the data as given
     report = results[1][1]
-    assert report is not None and report.states == 4
+    assert report is not None and report.states == 4 and report.method == "sample"
     mined = read_examples(cfg.out / "round-2.data.jsonl")
-    measured = {s.group: s.p for s in report.per_state}
+    measured = report.p_by_group
     for ex in mined:
         if ex.group in measured:
             assert ex.weight == pytest.approx(1 + 4.0 * (1 - measured[ex.group]))
@@ -163,7 +163,6 @@ async def test_rounds_mine_states_still_wrong_and_continue_from_the_last_adapter
 
 async def test_rounds_can_mine_the_initial_adapter_first(tiny_base: Path, tmp_path: Path) -> None:
     from contextlib import asynccontextmanager
-    from typing import Any
 
     from mdap.evals.distill.compare import train_rounds
     from mdap.evals.hanoi import simulated_hanoi_model
@@ -186,3 +185,62 @@ async def test_rounds_can_mine_the_initial_adapter_first(tiny_base: Path, tmp_pa
     assert weighted, "mining a 50%-error model must weight some states as hard"
     with pytest.raises(ConfigError, match="init_adapter"):
         await train_rounds(cfg.model_copy(update={"init_adapter": None}), 1, serve, mine_first=True)
+
+
+def test_answer_probabilities_are_exact_and_batching_does_not_change_them(tiny_base: Path) -> None:
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mdap.models.training import answer_probabilities
+
+    examples = hanoi_teacher([3], rotations=False)[:5]
+    batched = answer_probabilities(tiny_base, examples, temperature=1.0, batch_size=5)
+    single = answer_probabilities(tiny_base, examples, temperature=1.0, batch_size=1)
+    assert [math.log(p) for p in batched] == pytest.approx([math.log(p) for p in single], rel=1e-4)
+    # against the model's own loss: p = exp(-(mean answer-token cross-entropy) * answer tokens)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
+    ids, labels = encode_example(tokenizer, examples[0], 1024)
+    with torch.no_grad():
+        loss = float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss)
+    answer_tokens = sum(y != IGNORE for y in labels)
+    assert answer_tokens > 5
+    assert math.log(single[0]) == pytest.approx(-loss * answer_tokens, rel=1e-4)
+    colder = answer_probabilities(tiny_base, examples[:1], temperature=0.5)
+    assert abs(math.log(colder[0]) - math.log(single[0])) > 0.1  # the temperature is applied
+    with pytest.raises(ConfigError, match="temperature"):
+        answer_probabilities(tiny_base, examples, temperature=0.0)
+
+
+def test_a_trained_adapter_raises_the_exact_answer_probability(
+    tiny_base: Path, straight: tuple[TrainConfig, TrainResult]
+) -> None:
+    from mdap.models.training import answer_probabilities
+
+    cfg, _ = straight
+    examples = read_examples(cfg.data)
+    before = answer_probabilities(tiny_base, examples)
+    after = answer_probabilities(tiny_base, examples, adapter=cfg.out)
+    assert sum(after) > sum(before)
+
+
+async def test_exact_mining_weighs_each_state_by_its_answer_probability(tiny_base: Path, tmp_path: Path) -> None:
+    from mdap.evals.distill.compare import train_rounds
+    from mdap.models.training import answer_probabilities
+
+    def no_server(name: str, folder: Path) -> Any:
+        raise AssertionError("exact mining must not start a server")
+
+    first = _config(tiny_base, tmp_path, "first", steps=2, batch_size=1)
+    train_adapter(first)
+    cfg = _config(tiny_base, tmp_path, "more", steps=2, batch_size=1).model_copy(update={"init_adapter": first.out})
+    results = await train_rounds(cfg, 1, no_server, mine_states=4, mine_first=True, mine="exact")
+    mining = results[0][1]
+    assert mining is not None and mining.method == "exact" and mining.states == 4
+    examples = read_examples(cfg.data)
+    expected = answer_probabilities(tiny_base, examples, adapter=first.out)
+    assert sorted(mining.p_by_group.values()) == pytest.approx(sorted(expected))
+    for ex in read_examples(cfg.out / "round-1.data.jsonl"):
+        assert ex.weight == pytest.approx(1 + 4.0 * (1 - mining.p_by_group[ex.group]))
