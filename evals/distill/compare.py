@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,11 +32,13 @@ async def compare_models(
     adapter: str | None,
     base: bool = True,
     decorrelate: bool = False,
+    on_report: Callable[[HeldoutReport], None] | None = None,
     **options: Any,
 ) -> list[HeldoutReport]:
     """Held-out reports of the base model (``base``), the adapter, and the adapter with decorrelated sampling.
 
-    ``options`` go to :func:`evaluate_heldout` (samples, temperature, steps, target, concurrency...).
+    ``on_report`` sees each report as soon as it is measured (so a long comparison that is stopped keeps what it
+    measured); ``options`` go to :func:`evaluate_heldout` (samples, temperature, steps, target, concurrency...).
     """
     spread = Spread(HanoiStep(3).transforms)
     runs: list[tuple[str, str | None, Spread | None]] = []
@@ -46,10 +48,13 @@ async def compare_models(
         runs.append((adapter, adapter, None))
     if decorrelate:
         runs.append((adapter or "base", adapter, spread))
-    return [
-        await evaluate_heldout(model, examples, hanoi_parser, name=name, adapter=a, spread=s, **options)
-        for name, a, s in runs
-    ]
+    reports = []
+    for name, a, s in runs:
+        report = await evaluate_heldout(model, examples, hanoi_parser, name=name, adapter=a, spread=s, **options)
+        reports.append(report)
+        if on_report is not None:
+            on_report(report)
+    return reports
 
 
 def record_eval(adapter: Adapter, reports: Sequence[HeldoutReport]) -> None:

@@ -82,7 +82,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("--steps", type=int, default=63, help="run size for k_min and cost (default 63 = 6 disks)")
     e.add_argument("--target", type=float, default=0.95, help="whole-run success target (default 0.95)")
     e.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one request (default 900)")
-    e.add_argument("--report", type=Path, default=None, help="write the full reports (per state) as JSON")
+    e.add_argument(
+        "--report", type=Path, default=None, help="write the full reports (per state) as JSON, each when measured"
+    )
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(handler=_eval)
 
@@ -183,6 +185,14 @@ def _eval(args: argparse.Namespace) -> int:
         examples = [examples[i * len(examples) // args.states] for i in range(args.states)]
     rank = adapter.rank if adapter else None
 
+    done: list[Any] = []
+
+    def save(report: Any) -> None:  # each report as soon as it is measured: a stopped run keeps it
+        done.append(report)
+        print(f"measured {report.model}{' +decorrelated' if report.decorrelated else ''}", file=sys.stderr)
+        if args.report is not None:
+            args.report.write_text(json.dumps([r.model_dump() for r in done], indent=2))
+
     async def run() -> list[Any]:
         served = {adapter.name: adapter.path} if adapter else None
         # a CPU server compiles its LoRA kernels on the first batches: wait for them rather than retry
@@ -191,7 +201,7 @@ def _eval(args: argparse.Namespace) -> int:
             return await compare_models(
                 model, examples, adapter=adapter.name if adapter else None, base=not args.no_base,
                 decorrelate=args.decorrelate, samples=args.samples, temperature=args.temperature, steps=args.steps,
-                target=args.target, max_tokens=args.max_tokens, progress=not args.no_progress,
+                target=args.target, max_tokens=args.max_tokens, progress=not args.no_progress, on_report=save,
             )  # fmt: skip
 
     reports = asyncio.run(run())
@@ -199,8 +209,6 @@ def _eval(args: argparse.Namespace) -> int:
     for r in reports:
         for w in r.warnings:
             print(f"warning ({r.model}{' +decorrelated' if r.decorrelated else ''}): {w}", file=sys.stderr)
-    if args.report is not None:
-        args.report.write_text(json.dumps([r.model_dump() for r in reports], indent=2))
     if adapter is not None:
         record_eval(adapter, [r for r in reports if r.model != "base"])
     return 0

@@ -41,10 +41,13 @@ async def test_reports_of_a_weak_model_warn_and_name_no_k() -> None:
 
 async def test_compare_runs_base_adapter_and_decorrelated() -> None:
     _, held = split_heldout(hanoi_teacher([3]), 4, seed=0)
+    seen: list[tuple[str, bool]] = []
     reports = await compare_models(
-        simulated_hanoi_model(error_rate=0.1, seed=0), held, adapter="hanoi", decorrelate=True, samples=6
-    )
+        simulated_hanoi_model(error_rate=0.1, seed=0), held, adapter="hanoi", decorrelate=True, samples=6,
+        on_report=lambda r: seen.append((r.model, r.decorrelated)),
+    )  # fmt: skip
     assert [(r.model, r.decorrelated) for r in reports] == [("base", False), ("hanoi", False), ("hanoi", True)]
+    assert seen == [("base", False), ("hanoi", False), ("hanoi", True)]  # each one as soon as it was measured
     assert reports[2].headline()["model"] == "hanoi +decorrelated"
 
 
