@@ -3,15 +3,16 @@
 Steps (each is also a CLI command; this script only chains them and prints one table):
   1. ``mdap adapters dataset --disks 3..8 --heldout 50``: teacher trajectories in three peg labellings, 50 states
      held out;
-  2. ``mdap adapters train``: LoRA (r=16, every projection, answer-only loss) for ``--steps`` steps, optionally
-     ``--rounds`` with hard-example mining; skipped with ``--adapter-dir`` (evaluate an existing adapter);
+  2. ``mdap adapters train``: LoRA (r=16, every projection, answer-only loss) for ``--steps`` steps; then
+     ``--hard-rounds`` rounds of ``--hard-steps`` steps, each on data weighted by exact mining of every training
+     state (``--mine-first --mine exact``); skipped with ``--adapter-dir`` (evaluate an existing adapter);
   3. ``mdap adapters eval``: base, adapter, adapter with decorrelated sampling -- 20 samples at temperature 0.7
      per held-out state through the local vLLM server: mean p, fraction of states with p > 0.5, min p,
      collision rate, k_min and expected samples per step for 6 disks (63 steps).
 
 Training takes minutes per step on a busy 2-core CPU: run it under ``nice -n 19`` and give it the time it needs.
 
-    nice -n 19 python benchmarks/adapter_reliability.py --work /tmp/adapter-bench --steps 250
+    nice -n 19 python benchmarks/adapter_reliability.py --work /tmp/adapter-bench --steps 250 --hard-rounds 2
     nice -n 19 python benchmarks/adapter_reliability.py --work /tmp/adapter-bench --adapter-dir DIR  # eval only
 """
 
@@ -36,8 +37,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mdap-adapter-bench"), help="working directory")
     ap.add_argument("--steps", type=int, default=250, help="training steps per round")
-    ap.add_argument("--rounds", type=int, default=1, help="training rounds (hard-example mining between them)")
-    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    ap.add_argument("--hard-rounds", type=int, default=0, help="hard-example rounds after the first training")
+    ap.add_argument("--hard-steps", type=int, default=100, help="training steps per hard-example round")
+    ap.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     ap.add_argument("--adapter-dir", type=Path, default=None, help="evaluate this adapter instead of training")
     ap.add_argument("--samples", type=int, default=20, help="samples per held-out state")
     ap.add_argument("--states", type=int, default=50, help="held-out states evaluated")
@@ -51,9 +53,14 @@ def main() -> int:
     adapter = args.adapter_dir or work / "hanoi"
     t0 = time.perf_counter()
     if args.adapter_dir is None:
-        mdap("adapters", "train", "--base", "local", "--data", str(data), "--out", str(adapter), "--role", "hanoi",
-             "--steps", str(args.steps), "--rounds", str(args.rounds), "--lr", str(args.lr), "--threads", "2",
-             "--checkpoint-every", "5")  # fmt: skip
+        first = work / "hanoi-round-1" if args.hard_rounds else adapter
+        mdap("adapters", "train", "--base", "local", "--data", str(data), "--out", str(first), "--role", "hanoi",
+             "--steps", str(args.steps), "--lr", str(args.lr), "--threads", "2")  # fmt: skip
+        if args.hard_rounds:
+            mdap("adapters", "train", "--base", "local", "--data", str(data), "--out", str(adapter), "--role", "hanoi",
+                 "--init-adapter", str(first), "--mine-first", "--mine", "exact", "--mine-states", "100000",
+                 "--rounds", str(args.hard_rounds), "--steps", str(args.hard_steps), "--lr", str(args.lr),
+                 "--threads", "2")  # fmt: skip
     train_s = time.perf_counter() - t0
     report = work / "eval.json"
     heldout = work / "data.heldout.jsonl"
