@@ -36,7 +36,8 @@ class Progress:
         bar.update(step - bar.n)
         elapsed = time.perf_counter() - self._start
         if elapsed > 0:
-            bar.set_postfix_str(f"{samples / elapsed:,.0f} samples/s", refresh=False)
+            rate = samples / elapsed
+            bar.set_postfix_str(f"{rate:,.0f} samples/s" if rate >= 10 else f"{rate:.2f} samples/s", refresh=False)
 
     def close(self) -> None:
         """Close the bar."""
