@@ -31,11 +31,13 @@ async def compare_models(
     *,
     adapter: str | None,
     base: bool = True,
+    plain: bool = True,
     decorrelate: bool = False,
     on_report: Callable[[HeldoutReport], None] | None = None,
     **options: Any,
 ) -> list[HeldoutReport]:
-    """Held-out reports of the base model (``base``), the adapter, and the adapter with decorrelated sampling.
+    """Held-out reports of the base model (``base``), the adapter (``plain``), and the adapter with decorrelated
+    sampling (``decorrelate``), in that order.
 
     ``on_report`` sees each report as soon as it is measured (so a long comparison that is stopped keeps what it
     measured); ``options`` go to :func:`evaluate_heldout` (samples, temperature, steps, target, concurrency...).
@@ -44,7 +46,7 @@ async def compare_models(
     runs: list[tuple[str, str | None, Spread | None]] = []
     if base:
         runs.append(("base", None, None))
-    if adapter is not None:
+    if adapter is not None and plain:
         runs.append((adapter, adapter, None))
     if decorrelate:
         runs.append((adapter or "base", adapter, spread))

@@ -79,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("--states", type=int, default=None, help="evaluate N evenly spaced states")
     e.add_argument("--decorrelate", action="store_true", help="also spread samples over peg rotations")
     e.add_argument("--no-base", action="store_true", help="skip the base model")
+    e.add_argument("--no-plain", action="store_true", help="skip the adapter without decorrelated sampling")
     e.add_argument("--steps", type=int, default=63, help="run size for k_min and cost (default 63 = 6 disks)")
     e.add_argument("--target", type=float, default=0.95, help="whole-run success target (default 0.95)")
     e.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one request (default 900)")
@@ -200,8 +201,9 @@ def _eval(args: argparse.Namespace) -> int:
         async with LocalModel(adapters=served, max_lora_rank=max(16, rank or 16), client_options=client) as model:
             return await compare_models(
                 model, examples, adapter=adapter.name if adapter else None, base=not args.no_base,
-                decorrelate=args.decorrelate, samples=args.samples, temperature=args.temperature, steps=args.steps,
-                target=args.target, max_tokens=args.max_tokens, progress=not args.no_progress, on_report=save,
+                plain=not args.no_plain, decorrelate=args.decorrelate, samples=args.samples,
+                temperature=args.temperature, steps=args.steps, target=args.target, max_tokens=args.max_tokens,
+                progress=not args.no_progress, on_report=save,
             )  # fmt: skip
 
     reports = asyncio.run(run())

@@ -48,6 +48,11 @@ async def test_compare_runs_base_adapter_and_decorrelated() -> None:
     )  # fmt: skip
     assert [(r.model, r.decorrelated) for r in reports] == [("base", False), ("hanoi", False), ("hanoi", True)]
     assert seen == [("base", False), ("hanoi", False), ("hanoi", True)]  # each one as soon as it was measured
+    only = await compare_models(
+        simulated_hanoi_model(error_rate=0.1, seed=0), held, adapter="hanoi", base=False, plain=False,
+        decorrelate=True, samples=6,
+    )  # fmt: skip
+    assert [(r.model, r.decorrelated) for r in only] == [("hanoi", True)]
     assert reports[2].headline()["model"] == "hanoi +decorrelated"
 
 
