@@ -21,7 +21,7 @@ from mdap.voters import Calibration, FirstToAheadByK, Voter, expected_samples, s
 
 from ._progress import Progress
 from .checkpoint import Checkpoint, TraceWriter
-from .microstep import Chain
+from .microstep import Chain, Microstep
 from .pool.base import Pool
 from .pool.local import LocalPool
 from .report import RunReport
@@ -89,23 +89,36 @@ class Executor(Generic[S, A]):
             raise ConfigError("k='auto' calibrates on the executor's model: give it a model, or a fixed k")
         cal = Calibration()
         state = chain.initial
-        for _ in range(min(self.calibration_steps, chain.steps)):
-            ballot = await sample_ballot(
-                self.model,
-                ms.render(state),
-                ms.parse,
-                self.calibration_samples,
-                temperature=voter.temperature,
-                red_flags=voter.red_flags,
-                max_tokens=voter.max_tokens,
-                adapter=voter.adapter,
-                spread=voter.spread,
-            )
-            right = cal.add(ballot)
-            if right is None:
-                break  # every sample red-flagged: the chain cannot advance
-            state = ms.apply(state, right)  # type: ignore[arg-type]
+        steps = min(self.calibration_steps, chain.steps)
+        bar = Progress(steps, 0, enabled=self.progress, desc="calibrate k")
+        try:
+            for i in range(steps):
+                right = await self._calibration_step(ms, state, voter, cal)
+                bar.update(i + 1, (i + 1) * self.calibration_samples)
+                if right is None:
+                    break  # every sample red-flagged: the chain cannot advance
+                state = ms.apply(state, right)
+        finally:
+            bar.close()
         return cal
+
+    async def _calibration_step(
+        self, ms: Microstep[S, A], state: S, voter: FirstToAheadByK, cal: Calibration
+    ) -> A | None:
+        """Sample one calibration step into ``cal``; its plurality answer (None: every sample red-flagged)."""
+        assert self.model is not None
+        ballot = await sample_ballot(
+            self.model,
+            ms.render(state),
+            ms.parse,
+            self.calibration_samples,
+            temperature=voter.temperature,
+            red_flags=voter.red_flags,
+            max_tokens=voter.max_tokens,
+            adapter=voter.adapter,
+            spread=voter.spread,
+        )
+        return cal.add(ballot)  # type: ignore[return-value]  # the plurality is one of the step's answers
 
     async def run(self, chain: Chain[S, A], *, resume: bool = False) -> RunReport:
         """Decide every step of ``chain`` (or continue a checkpointed run) and return the report.
