@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from mdap._cli._args import k_or_auto
+from mdap._cli._args import k_or_auto, positive_int
 from mdap.errors import ConfigError
 
 __all__ = ["add_parser"]
@@ -37,6 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated model")
     p.add_argument("--k", type=k_or_auto, default=3, help="vote margin, or 'auto' to calibrate it (default 3)")
     p.add_argument("--target", type=float, default=0.95, help="k=auto: whole-run success target")
+    p.add_argument(
+        "--calibration-steps", type=positive_int, default=100, help="k=auto: steps sampled to estimate p (default 100)"
+    )
+    p.add_argument(
+        "--calibration-samples", type=positive_int, default=10, help="k=auto: samples per calibration step (default 10)"
+    )
     p.add_argument("--temperature", type=float, default=0.1, help="sampling temperature")
     p.add_argument("--first-temperature", type=float, default=None, help="temperature of each step's first sample")
     p.add_argument(
@@ -79,6 +85,8 @@ def _hanoi(args: argparse.Namespace) -> int:
         seed=args.seed,
         k=args.k,
         target=args.target,
+        calibration_steps=args.calibration_steps,
+        calibration_samples=args.calibration_samples,
         temperature=args.temperature,
         first_temperature=args.first_temperature,
         max_samples=(LOCAL_MAX_SAMPLES if local else 100) if args.max_samples is None else args.max_samples,
