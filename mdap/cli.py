@@ -42,22 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def exit_on_sigterm() -> None:
+def exit_on_sigterm() -> Callable[[], None]:
     """Make SIGTERM exit like an error does: ``finally`` blocks and ``atexit`` hooks run, so the servers a
     command started (and every process they forked) are stopped rather than orphaned. Commands that drain on
-    SIGTERM (``worker``, ``serve``) install their own handler while they run."""
+    SIGTERM (``worker``, ``serve``) install their own handler while they run.
+
+    Returns:
+        A function that puts the previous handler back (a no-op off the main thread, where none was set).
+    """
 
     def terminate(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
-        signal.signal(signal.SIGTERM, terminate)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, terminate)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also the console script's entry point)."""
     args = build_parser().parse_args(argv)
-    exit_on_sigterm()
+    restore = exit_on_sigterm()
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -70,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mdap: interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        restore()  # an in-process caller (a test, an embedding program) keeps its own handler
 
 
 if __name__ == "__main__":
