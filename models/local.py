@@ -126,7 +126,8 @@ class LocalModel:
     on the first :meth:`sample`. The server stops on exit, and at interpreter exit at the latest.
 
     With ``$MDAP_LOCAL_URL`` set (e.g. to the URL ``mdap serve --base local`` prints), it starts no server and uses
-    that one instead: many runs, or a whole test session, then share one server.
+    that one instead: many runs, or a whole test session, then share one server. Adapters are then the shared
+    server's: the ones this model is given must be served there under their names (checked at start).
 
     Args:
         adapters: LoRA adapters served from the start (``{name: peft_folder}`` or :class:`Adapter` values).
@@ -141,7 +142,8 @@ class LocalModel:
 
     Raises:
         ConfigError: a package the embedded model needs is missing (the message gives the install command), or
-            adapters or runtime_lora were asked of a shared server (``$MDAP_LOCAL_URL``).
+            runtime_lora was asked of a shared server (``$MDAP_LOCAL_URL``); at start, a shared server that does
+            not serve the adapters given.
     """
 
     def __init__(
@@ -158,10 +160,10 @@ class LocalModel:
     ) -> None:
         self.shared_url = os.environ.get(LOCAL_URL_ENV) or None
         """The server this model uses instead of its own (``$MDAP_LOCAL_URL``), if any."""
-        if self.shared_url and (adapters or runtime_lora):
+        if self.shared_url and runtime_lora:
             raise ConfigError(
-                f"{LOCAL_URL_ENV} is set, so this LocalModel uses the server at {self.shared_url} and cannot serve "
-                f"adapters of its own; unset {LOCAL_URL_ENV}, or serve the adapters from that server"
+                f"{LOCAL_URL_ENV} is set, so this LocalModel uses the server at {self.shared_url} and cannot turn on "
+                f"run-time adapter loading; unset {LOCAL_URL_ENV}, or start that server with it"
             )
         missing = [] if self.shared_url else missing_packages()
         if missing:
@@ -233,9 +235,11 @@ class LocalModel:
         async with self._lock:
             if self.shared_url:
                 if self._client is None:
-                    self._client = OpenAICompatible(
+                    client = OpenAICompatible(
                         self.shared_url, LOCAL_MODEL_NAME, adapter=self.adapter, **self.client_options
                     )
+                    await self._check_shared_adapters(client)
+                    self._client = client
                 return self
             if self._client is not None and self._server is not None and self._server.running:
                 return self
@@ -247,6 +251,21 @@ class LocalModel:
             _say(f"local model served at {server.base_url} (ready after {server.startup_s or 0:.0f} s)")
             self._client = server.client(adapter=self.adapter, **self.client_options)
         return self
+
+    async def _check_shared_adapters(self, client: OpenAICompatible) -> None:
+        """A shared server must already serve the adapters this model was given (by name)."""
+        wanted = _adapter_names(self.adapters)
+        if not wanted:
+            return
+        served = set(await client.models())
+        missing = [name for name in wanted if name not in served]
+        if missing:
+            await client.aclose()
+            raise ConfigError(
+                f"{LOCAL_URL_ENV} names the server at {self.shared_url}, which does not serve the adapter(s) "
+                f"{', '.join(missing)} (it serves {', '.join(sorted(served))}); serve them there "
+                f"(`mdap serve --base local --adapter NAME=DIR`) or unset {LOCAL_URL_ENV}"
+            )
 
     async def stop(self) -> None:
         """Stop the server (idempotent)."""
@@ -281,3 +300,11 @@ class LocalModel:
         if self._client is None:
             await self.start()
         return await self.client.sample(messages, n=n, temperature=temperature, max_tokens=max_tokens, adapter=adapter)
+
+
+def _adapter_names(adapters: Mapping[str, str | Path] | Iterable[Adapter] | None) -> list[str]:
+    if adapters is None:
+        return []
+    if isinstance(adapters, Mapping):
+        return list(adapters)
+    return [a.name for a in adapters]

@@ -112,8 +112,18 @@ async def test_a_local_model_uses_the_shared_server_when_one_is_named(local_mode
         assert shared.shared_url == url and "4" in sample.text
         with pytest.raises(ModelError, match="uses the shared server"):
             _ = shared.server
-    with pytest.raises(ConfigError, match="cannot serve adapters of its own"):
-        LocalModel(adapters={"x": "/tmp"})
+    with pytest.raises(ConfigError, match="run-time adapter loading"):
+        LocalModel(runtime_lora=True)
+
+
+async def test_a_shared_server_serves_the_adapters_it_has_and_names_those_it_lacks(
+    local_model: LocalModel, loras: dict[str, Path]
+) -> None:
+    async with LocalModel(adapters={"a": loras["a"]}, adapter="a") as shared:  # the session server serves "a"
+        [sample] = await shared.sample(QUESTION, max_tokens=4)
+        assert sample.text is not None
+    with pytest.raises(ConfigError, match=r"does not serve the adapter\(s\) nope \(it serves .*\ba\b"):
+        await LocalModel(adapters={"nope": loras["b"]}).start()
 
 
 async def test_server_killed_mid_run_is_a_model_error_and_leaves_no_process(local_model: LocalModel) -> None:
