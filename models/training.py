@@ -109,6 +109,22 @@ def _require() -> tuple[Any, Any, Any]:
     return torch, transformers, peft
 
 
+def _open_base(base: Path, threads: int | None) -> tuple[Any, Any, Any]:
+    """torch, transformers and peft, once the base folder is known to be an HF model folder; sets torch's
+    CPU threads when given."""
+    torch, transformers, peft = _require()
+    if not (base / "config.json").is_file():
+        raise ConfigError(f"base model folder {base} has no config.json: give the HF folder of the base model")
+    if threads:
+        torch.set_num_threads(threads)
+    return torch, transformers, peft
+
+
+def _pad_id(tokenizer: Any) -> int:
+    """The padding token (the end-of-sequence token when the tokenizer has none)."""
+    return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+
+
 def _checkpoints(out: Path) -> list[Path]:
     root = out / "checkpoints"
     return sorted(root.glob("step-*")) if root.is_dir() else []
@@ -138,17 +154,13 @@ def train_adapter(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainRe
     Raises:
         ConfigError: missing packages, a bad base folder or data file, or ``resume`` with no checkpoint.
     """
-    torch, transformers, peft = _require()
-    if not (cfg.base / "config.json").is_file():
-        raise ConfigError(f"base model folder {cfg.base} has no config.json: give the HF folder of the base model")
+    torch, transformers, peft = _open_base(cfg.base, cfg.threads)
     examples = read_examples(cfg.data)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.base)
     encoded = [encode_example(tokenizer, ex, cfg.max_length) for ex in examples]
     weights = [ex.weight for ex in examples]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
 
     model = transformers.AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32)
     if cfg.init_adapter is not None:
@@ -243,13 +255,9 @@ def answer_probabilities(
     """
     if temperature <= 0:
         raise ConfigError(f"temperature must be > 0 for answer probabilities, got {temperature}")
-    torch, transformers, peft = _require()
-    if not (base / "config.json").is_file():
-        raise ConfigError(f"base model folder {base} has no config.json: give the HF folder of the base model")
-    if threads:
-        torch.set_num_threads(threads)
+    torch, transformers, peft = _open_base(base, threads)
     tokenizer = transformers.AutoTokenizer.from_pretrained(base)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
     model = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if adapter is not None:
         model = peft.PeftModel.from_pretrained(model, adapter)
