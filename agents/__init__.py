@@ -11,7 +11,8 @@ from .events import EVENT_KINDS, Event, EventBus, JsonlTrace
 from .pipeline import DEFAULT_CHECKPOINT, CompiledPipeline, Pipeline
 from .result import RunResult
 from .roles import WorkerRole, default_voter
-from .tools import Limits, Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool
+from .sandbox import Completed, Limits, Sandbox
+from .tools import Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool
 from .work import Artifact, LocalRunner, StepRunner, WorkItem, WorkOutput
 from .worker import Worker
 
@@ -20,6 +21,7 @@ __all__ = [
     "EVENT_KINDS",
     "Artifact",
     "CompiledPipeline",
+    "Completed",
     "CoordinatorPolicy",
     "Event",
     "EventBus",
@@ -30,6 +32,7 @@ __all__ = [
     "LocalRunner",
     "Pipeline",
     "RunResult",
+    "Sandbox",
     "StepRunner",
     "SubtaskResult",
     "Tool",

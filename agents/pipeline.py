@@ -64,6 +64,11 @@ class Pipeline:
         self._trace: Path | None = None
         self._compiled: CompiledPipeline | None = None
 
+    @property
+    def roles(self) -> tuple[WorkerRole, ...]:
+        """The roles added so far, in order."""
+        return tuple(self._roles.values())
+
     def planner(self, planner: Planner) -> Pipeline:
         """Set the planner (default: ``LLMPlanner(model)``)."""
         self._planner = planner

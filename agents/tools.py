@@ -7,20 +7,21 @@ arguments that returns text for the model. Every file a built-in tool touches is
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mdap.errors import ConfigError, ToolError
 
-from ._sandbox import Limits, cut, run_limited
+from . import _files
+from .sandbox import Limits, Sandbox, cut
 
 __all__ = [
     "Limits",
+    "Sandbox",
     "Tool",
     "Workspace",
     "builtin_tools",
@@ -91,23 +92,37 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         self.root = path.resolve()
 
-    def resolve(self, relative: str) -> Path:
-        """The absolute path of ``relative`` inside the workspace.
+    def parts(self, relative: str) -> tuple[str, ...]:
+        """The components of ``relative`` below the root (``()`` = the root), lexically normalized.
 
         Raises:
-            ToolError: the path is empty, contains a NUL, or leads outside the root (``..``, an absolute path
-                elsewhere, or a symlink that points out).
+            ToolError: the path is empty, contains a NUL, or leads outside the root (``..`` above it, an
+                absolute path elsewhere).
         """
-        if not relative or "\x00" in relative:
-            raise ToolError("the path is empty or contains a NUL byte")
-        target = (self.root / relative).resolve()
-        if target != self.root and not target.is_relative_to(self.root):
-            raise ToolError(f"refused: {relative!r} is outside the workspace; use a path relative to it")
-        return target
+        return _files.split(self.root, relative)
+
+    def resolve(self, relative: str) -> Path:
+        """The absolute path of ``relative`` inside the workspace, through no symlink.
+
+        The file tools do not use this path (a symlink could be planted after the check): they open files
+        component by component with ``O_NOFOLLOW`` (:mod:`._files`).
+
+        Raises:
+            ToolError: the path is empty, contains a NUL, leads outside the root (``..``, an absolute path
+                elsewhere), or a component of it is a symlink.
+        """
+        parts = self.parts(relative)
+        for i in range(len(parts)):
+            if (self.root.joinpath(*parts[: i + 1])).is_symlink():
+                raise _files.symlink_refused("/".join(parts[: i + 1]))
+        return self.root.joinpath(*parts)
 
     def show(self, path: Path) -> str:
         """``path`` relative to the root, for messages."""
         return str(path.relative_to(self.root)) if path != self.root else "."
+
+
+_NOT_SEARCHED = frozenset({".git"})
 
 
 def _schema(required: list[str], **props: str) -> dict[str, Any]:
@@ -118,50 +133,76 @@ def _schema(required: list[str], **props: str) -> dict[str, Any]:
     }
 
 
-def file_tools(workspace: Workspace, *, max_chars: int = 8000, max_hits: int = 50) -> list[Tool]:
-    """``read_file``, ``write_file``, ``list_files`` and ``search_files``, confined to ``workspace``."""
+def file_tools(
+    workspace: Workspace,
+    *,
+    max_chars: int = 8000,
+    max_hits: int = 50,
+    max_files: int = 5000,
+    max_file_bytes: int = 1 << 20,
+    max_bytes: int = 64 << 20,
+) -> list[Tool]:
+    """``read_file``, ``write_file``, ``list_files`` and ``search_files``, confined to ``workspace``.
+
+    They follow no symlink (a path through one is refused; listings show symlinks with a trailing ``@``) and
+    neither read nor write a hardlinked file (see :mod:`._files`). ``search_files`` takes globs relative to
+    the workspace only (no absolute glob, no ``..``), skips ``.git``, and reads at most ``max_files`` files,
+    ``max_file_bytes`` of each and ``max_bytes`` in all.
+    """
 
     async def read_file(args: dict[str, Any]) -> str:
-        path = workspace.resolve(str(args["path"]))
-        if not path.is_file():
-            raise ToolError(f"no file {args['path']!r} in the workspace")
-        return cut(path.read_text(errors="replace"), max_chars)
+        return _files.read_text(workspace.root, workspace.parts(str(args["path"])), max_chars)
 
     async def write_file(args: dict[str, Any]) -> str:
-        path = workspace.resolve(str(args["path"]))
-        if path == workspace.root or path.is_dir():
+        parts = workspace.parts(str(args["path"]))
+        if not parts:
             raise ToolError(f"{args['path']!r} is a directory")
         content = str(args["content"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        return f"wrote {len(content)} characters to {workspace.show(path)}"
+        _files.write_text(workspace.root, parts, content)
+        return f"wrote {len(content)} characters to {'/'.join(parts)}"
 
     async def list_files(args: dict[str, Any]) -> str:
-        base = workspace.resolve(str(args.get("path") or "."))
-        if not base.is_dir():
-            raise ToolError(f"no directory {args.get('path')!r} in the workspace")
-        names = sorted(workspace.show(p) + ("/" if p.is_dir() else "") for p in base.iterdir())
-        return "\n".join(names[: max_hits * 4]) or "(empty)"
+        names, stopped = _files.list_dir(
+            workspace.root, workspace.parts(str(args.get("path") or ".")), max_entries=max_hits * 4
+        )
+        more = f"\n...(listed the first {len(names)} entries)" if stopped else ""
+        return "\n".join(names) + more if names else "(empty)"
 
     async def search_files(args: dict[str, Any]) -> str:
         try:
             pattern = re.compile(str(args["pattern"]))
         except re.error as err:
-            raise ToolError(f"bad regular expression: {err}") from err
+            raise ToolError(f"bad regular expression: {err}") from None
+        glob = str(args.get("glob") or "*")
+        if "\x00" in glob or glob.startswith(("/", "~")) or ".." in PurePosixPath(glob).parts:
+            raise ToolError(
+                f"refused: the glob {glob!r} is absolute or climbs out with '..'; use a glob inside the "
+                "workspace such as '*.py' or 'src/*.py'"
+            )
         hits: list[str] = []
-        for path in sorted(workspace.root.rglob(str(args.get("glob") or "*"))):
-            if not path.is_file() or path.is_symlink():
+        files = read = 0
+        note = ""
+        for rel, dir_fd, name in _files.walk_files(workspace.root, max_entries=max_files * 20, skip=_NOT_SEARCHED):
+            if dir_fd < 0:
+                note = f"...(stopped after {max_files * 20} folder entries; narrow the glob)"
+                break
+            if not PurePosixPath(rel).match(glob):
                 continue
-            try:
-                lines = path.read_text(errors="replace").splitlines()
-            except OSError:
-                continue  # unreadable files are simply not searched
-            for number, line in enumerate(lines, 1):
+            if files >= max_files or read >= max_bytes:
+                note = f"...(stopped after scanning {files} files; narrow the glob)"
+                break
+            data = _files.read_at(dir_fd, name, min(max_file_bytes, max_bytes - read))
+            if data is None:
+                continue  # not a regular, singly linked file: not searched
+            files += 1
+            read += len(data)
+            for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
                 if pattern.search(line):
-                    hits.append(f"{workspace.show(path)}:{number}: {line[:200]}")
+                    hits.append(f"{rel}:{number}: {line[:200]}")
                     if len(hits) >= max_hits:
                         return "\n".join(hits) + f"\n...(stopped at {max_hits} hits)"
-        return "\n".join(hits) or "no matches"
+        text = "\n".join(hits) or "no matches"
+        return f"{text}\n{note}" if note else text
 
     return [
         Tool("read_file", "Read a text file of the workspace.", _schema(["path"], path="string"), read_file),
@@ -189,23 +230,45 @@ _PY_BOOT = (
     "except SyntaxError:\n"
     "    exec(compile(src, '<tool>', 'exec'), {'__name__': '__main__'})\n"
     "else:\n"
-    "    print(repr(eval(code, {'__name__': '__main__'})))\n"
+    "    value = eval(code, {'__name__': '__main__'})\n"
+    "    if value is not None:\n"  # as the REPL: print(x) shows x, not x and then None
+    "        print(repr(value))\n"
 )
 
 
-def python_tool(workspace: Workspace, limits: Limits | None = None) -> Tool:
+def _sandbox_of(sandbox: Sandbox | None) -> Sandbox:
+    """``sandbox``, or the process default at call time (bubblewrap unless the CLI's ``--sandbox`` said otherwise)."""
+    return sandbox if sandbox is not None else Sandbox.default()
+
+
+def _shown(done_output: str, timed_out: bool, limits: Limits, process_limit_hit: bool) -> str:
+    if timed_out:
+        raise ToolError(
+            f"timed out after {limits.timeout_s:g}s and was killed (with every process it started); "
+            "make the work smaller"
+        )
+    text = cut(done_output, limits.max_output_chars)
+    if process_limit_hit:
+        text += f"\n[the sandbox refused a fork: at most {limits.max_processes} processes at once]"
+    return text
+
+
+def python_tool(workspace: Workspace, limits: Limits | None = None, *, sandbox: Sandbox | None = None) -> Tool:
     """``python``: evaluate an expression (its repr is returned) or run code (its output is returned).
 
-    The code runs in a fresh ``python -I`` subprocess in the workspace, with the limits given (default
-    :class:`Limits`: 10 s wall, 10 s CPU, 1 GiB memory) and an environment without the parent's variables.
+    The code runs in a fresh ``python -I`` process in the workspace, inside ``sandbox`` (default: bubblewrap,
+    see :class:`Sandbox`; None: :meth:`Sandbox.default` at call time), under ``limits`` (default: the
+    sandbox's, 10 s wall, 10 s CPU, 1 GiB memory, 64 processes).
     """
-    lim = limits or Limits()
 
     async def run(args: dict[str, Any]) -> str:
-        code, out = await run_limited(
+        box = _sandbox_of(sandbox)
+        lim = limits or box.limits
+        done = await box.run(
             [sys.executable, "-I", "-c", _PY_BOOT], cwd=workspace.root, limits=lim, stdin=str(args["code"])
         )
-        return out if code == 0 else f"exit code {code}\n{out}"
+        out = _shown(done.output, done.timed_out, lim, done.process_limit_hit)
+        return out if done.code == 0 else f"exit code {done.code}\n{out}"
 
     return Tool(
         "python",
@@ -215,14 +278,14 @@ def python_tool(workspace: Workspace, limits: Limits | None = None) -> Tool:
     )
 
 
-def shell_tool(workspace: Workspace, limits: Limits | None = None) -> Tool:
-    """``shell``: run a ``/bin/sh`` command in the workspace with a timeout and resource limits."""
-    lim = limits or Limits()
-    shell = "/bin/sh" if os.path.exists("/bin/sh") else "sh"
+def shell_tool(workspace: Workspace, limits: Limits | None = None, *, sandbox: Sandbox | None = None) -> Tool:
+    """``shell``: run a ``/bin/sh`` command in the workspace, inside ``sandbox`` (default: bubblewrap)."""
 
     async def run(args: dict[str, Any]) -> str:
-        code, out = await run_limited([shell, "-c", str(args["command"])], cwd=workspace.root, limits=lim)
-        return f"exit code {code}\n{out}"
+        box = _sandbox_of(sandbox)
+        lim = limits or box.limits
+        done = await box.run(["/bin/sh", "-c", str(args["command"])], cwd=workspace.root, limits=lim)
+        return f"exit code {done.code}\n{_shown(done.output, done.timed_out, lim, done.process_limit_hit)}"
 
     return Tool(
         "shell",
@@ -232,7 +295,9 @@ def shell_tool(workspace: Workspace, limits: Limits | None = None) -> Tool:
     )
 
 
-def builtin_tools(workspace: str | Path | Workspace, limits: Limits | None = None) -> list[Tool]:
-    """Every built-in tool on one workspace: python, shell and the four file tools."""
+def builtin_tools(
+    workspace: str | Path | Workspace, limits: Limits | None = None, *, sandbox: Sandbox | None = None
+) -> list[Tool]:
+    """Every built-in tool on one workspace: python, shell (both in ``sandbox``) and the four file tools."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    return [python_tool(ws, limits), shell_tool(ws, limits), *file_tools(ws)]
+    return [python_tool(ws, limits, sandbox=sandbox), shell_tool(ws, limits, sandbox=sandbox), *file_tools(ws)]

@@ -5,6 +5,7 @@ them*::
 
     MdapError
     ├── ConfigError      bad user input: CLI flags, config files, arguments (fix the input)
+    │   └── SandboxError the sandbox cannot run model-written code here (install bubblewrap, or opt out)
     ├── PlanError        a planner could not produce a valid plan (fix the planner/model or the task)
     ├── RedFlag          a sample shows signs of confusion; internal to voting (the voter discards it)
     ├── VoteFailed       a step could not be decided within its sample cap (raise k/cap or improve the model)
@@ -12,7 +13,8 @@ them*::
     ├── PoolError        a worker pool failed to run a step (check the pool/Redis)
     ├── SubtaskFailed    a pipeline worker could not finish its subtask (retried, then replanned by the coordinator)
     ├── ToolError        a worker tool refused or failed a call (the worker shows the message to the model)
-    └── CheckpointError  a trace or checkpoint cannot be read or resumed (delete it or rerun without resume)
+    ├── CheckpointError  a trace or checkpoint cannot be read or resumed (delete it or rerun without resume)
+    └── OutputError      an output (report, trace, checkpoint, results) cannot be written: disk full, read-only
 
 Messages say what was wrong and what to do about it. Exceptions never log in their constructor.
 """
@@ -27,9 +29,11 @@ __all__ = [
     "ConfigError",
     "MdapError",
     "ModelError",
+    "OutputError",
     "PlanError",
     "PoolError",
     "RedFlag",
+    "SandboxError",
     "SubtaskFailed",
     "ToolError",
     "VoteFailed",
@@ -43,6 +47,10 @@ class MdapError(Exception):
 
 class ConfigError(MdapError, ValueError):
     """Bad user input: a flag, a config value or an argument is invalid."""
+
+
+class SandboxError(ConfigError):
+    """The sandbox cannot run model-written code here (bubblewrap missing or unable to make its namespaces)."""
 
 
 class PlanError(MdapError):
@@ -117,6 +125,11 @@ class ToolError(MdapError):
 
 class CheckpointError(MdapError):
     """A trace or checkpoint file is missing, unreadable or inconsistent with the run being resumed."""
+
+
+class OutputError(MdapError):
+    """An output of a run (report, trace, checkpoint, results) could not be written: the disk is full, the
+    place became read-only. The run stops (exit 1); what was written before stays intact."""
 
 
 class _Invalid(Protocol):

@@ -6,13 +6,15 @@ cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 echo "== system packages"
-# redis-server: the pool tests start real servers; openssl: they make a TLS certificate for rediss://
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+# redis-server: the pool tests start real servers; openssl: they make a TLS certificate for rediss://;
+# bubblewrap: the sandbox every model-written program runs in (mdap.agents.Sandbox)
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 || ! command -v bwrap >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq redis-server openssl >/dev/null
+    apt-get install -y -qq redis-server openssl bubblewrap >/dev/null
 fi
 redis-server --version
+bwrap --version
 
 echo "== python packages"
 # plot: matplotlib (attribution charts); swebench, gaia: pyarrow (parquet loaders)

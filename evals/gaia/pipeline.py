@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mdap.agents import CoordinatorPolicy, Pipeline, WorkerRole, Workspace, python_tool
+from mdap.agents import CoordinatorPolicy, Pipeline, Sandbox, WorkerRole, Workspace, python_tool
 from mdap.errors import PlanError, RedFlag
 from mdap.models import ChatModel
 from mdap.planners import LLMPlanner, Plan, ReplanContext, Subtask, Task, validate_plan
@@ -188,6 +188,7 @@ def gaia_pipeline(
     max_tool_rounds: int = 4,
     policy: CoordinatorPolicy | None = None,
     adapter: str | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Pipeline:
     """The default GAIA pipeline for ``question``, its workers confined to ``workspace`` (the attachment is copied in).
 
@@ -207,6 +208,7 @@ def gaia_pipeline(
         max_tool_rounds: tool rounds per solver step.
         policy: the coordinator policy (default: one retry, no replans, 10 minutes per subtask).
         adapter: the LoRA adapter the samples come from.
+        sandbox: where the python tool runs (default: :meth:`Sandbox.default`, bubblewrap).
     """
     ws = Workspace(workspace)
     attachment = None
@@ -227,7 +229,7 @@ def gaia_pipeline(
     solver = WorkerRole(
         "solver",
         description="works out one step of the question with tools: python, read_attachment, calculator",
-        tools=[python_tool(ws), attachment_tool(attachment), calculator_tool()],
+        tools=[python_tool(ws, sandbox=sandbox), attachment_tool(attachment), calculator_tool()],
         voter=solver_voter,
         system_prompt=SOLVER_PROMPT,
         max_tool_rounds=max_tool_rounds,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mdap.agents import RunResult
+from mdap.agents import RunResult, Sandbox
 from mdap.errors import ConfigError, ModelError, invalid_settings
 from mdap.models import ChatModel
 from mdap.models.registry import TASK_SPECIFIC, from_spec
@@ -97,8 +97,10 @@ def _trace(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-async def solve_question(model: ChatModel, question: GaiaQuestion, cfg: GaiaConfig) -> GaiaResult:
-    """Run the default pipeline on ``question`` and score its answer.
+async def solve_question(
+    model: ChatModel, question: GaiaQuestion, cfg: GaiaConfig, *, sandbox: Sandbox | None = None
+) -> GaiaResult:
+    """Run the default pipeline on ``question`` (its python tool in ``sandbox``, default bubblewrap) and score it.
 
     Raises:
         ModelError: the model backend failed (the question is not recorded, so a resumed run tries it again).
@@ -108,6 +110,7 @@ async def solve_question(model: ChatModel, question: GaiaQuestion, cfg: GaiaConf
         model,
         question,
         cfg.out_dir / "work" / _safe(question.task_id),
+        sandbox=sandbox,
         planner=cfg.planner,
         k=cfg.k,
         max_samples=cfg.max_samples,
@@ -171,12 +174,13 @@ def _model(cfg: GaiaConfig, questions: list[GaiaQuestion]) -> ChatModel:
     return from_spec(cfg.model, model_name=cfg.model_name, adapter=cfg.adapter)
 
 
-async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None) -> GaiaSummary:
+async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: Sandbox | None = None) -> GaiaSummary:
     """Run the selected questions (skipping recorded ones with ``resume``), write the outputs, return the summary.
 
     Args:
         cfg: the run's settings.
         model: use this model instead of the one ``cfg.model`` names.
+        sandbox: where the python tool runs (default: :meth:`~mdap.agents.Sandbox.default`, bubblewrap).
 
     Raises:
         ConfigError: bad data or settings, an unknown model, or an output folder that already holds results
@@ -211,7 +215,7 @@ async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None) -> GaiaSumma
         async def one(q: GaiaQuestion) -> None:
             async with limit:
                 try:
-                    result = await solve_question(chat, q, cfg)
+                    result = await solve_question(chat, q, cfg, sandbox=sandbox)
                 except ModelError as err:
                     errors[q.task_id] = f"ModelError: {err}"
                 else:

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from mdap._cli._args import id_list
+from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 
 __all__ = ["add_parser"]
 
@@ -65,6 +66,7 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/gaia-<split>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished task ids")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_sandbox_flag(p)
     p.set_defaults(handler=_gaia)
 
 
@@ -96,7 +98,7 @@ def _gaia(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
     )
-    summary = asyncio.run(run_gaia(cfg))
+    summary = asyncio.run(run_gaia(cfg, sandbox=use_sandbox(args)))
     print(format_table(summary))
     print(
         f"skipped {summary.skipped} finished, {len(summary.errors)} errors, {summary.samples:,} samples, "

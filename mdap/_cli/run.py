@@ -17,6 +17,8 @@ from typing import Any
 from mdap.errors import ConfigError
 from mdap.types import Message
 
+from ._sandbox import add_sandbox_flag, use_sandbox
+
 __all__ = ["add_parser", "dry_run_model", "load_factory"]
 
 _FACTORY = re.compile(r"^(?P<file>.+\.py):(?P<name>[A-Za-z_]\w*)$")
@@ -53,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="URL",
         help="run subtasks on a Redis worker pool (redis://host:port; `mdap worker --role R --pipeline ...`)",
     )
+    add_sandbox_flag(p)
     p.set_defaults(handler=_run)
 
 
@@ -84,6 +87,7 @@ async def _main(args: argparse.Namespace) -> int:
             pipeline = load_config(args.roles).build(model, base=args.roles.parent)
         if not isinstance(pipeline, Pipeline):
             raise ConfigError(f"{args.target} returned {type(pipeline).__name__}, not a mdap Pipeline")
+        use_sandbox(args, check=any(role.tools for role in pipeline.roles))
         if args.no_checkpoint:
             pipeline.checkpoint(None)
         elif args.checkpoint is not None:

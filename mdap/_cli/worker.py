@@ -11,6 +11,8 @@ from contextlib import AsyncExitStack
 
 from mdap.errors import ConfigError
 
+from ._sandbox import add_sandbox_flag, use_sandbox
+
 __all__ = ["add_parser"]
 
 
@@ -42,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it may register more step kinds in mdap.pool.KINDS)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log every reclaim and retry")
+    add_sandbox_flag(p)
     p.set_defaults(handler=_worker)
 
 
@@ -76,7 +79,7 @@ def _worker(args: argparse.Namespace) -> int:
     async def serve() -> None:
         async with AsyncExitStack() as stack:
             if args.pipeline is not None:
-                await _register_pipeline(args.pipeline, args.model, stack)
+                await _register_pipeline(args.pipeline, args.model, stack, args)
             if args.model == TASK_SPECIFIC:
                 settings = SimulatedSettings(
                     error_rate=_rate("--error-rate", args.error_rate),
@@ -101,7 +104,7 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _register_pipeline(target: str, model_spec: str, stack: AsyncExitStack) -> None:
+async def _register_pipeline(target: str, model_spec: str, stack: AsyncExitStack, args: argparse.Namespace) -> None:
     """Build the pipeline ``mdap run`` builds from ``target`` and let this worker run its subtasks."""
     from pathlib import Path
 
@@ -127,6 +130,7 @@ async def _register_pipeline(target: str, model_spec: str, stack: AsyncExitStack
         pipeline = load_factory(file, name, model)
     if not isinstance(pipeline, Pipeline):
         raise ConfigError(f"--pipeline {target} gave {type(pipeline).__name__}, not a mdap Pipeline")
+    use_sandbox(args, check=any(role.tools for role in pipeline.roles))
     register_pipeline_kind(pipeline)
 
 
