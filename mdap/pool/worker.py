@@ -13,6 +13,7 @@ taken, running ones finish, and :meth:`Worker.run` returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -36,21 +37,37 @@ __all__ = ["Worker", "WorkerConfig"]
 
 log = logging.getLogger("mdap.worker")
 
-# Store the result once (SET NX), push the stored result to the coordinator, ack -- atomically.
+# Store the result once (SET NX), push the stored result to the coordinator, ack -- atomically. The ack
+# always happens: a reply list (or result key) of the wrong type must not leave the entry pending forever, so
+# those commands run under pcall and their error comes back as the second item ("" when all went well).
 _FINISH = """
-local stored = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+local problem = ''
+local stored = redis.pcall('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+if type(stored) == 'table' and stored.err then
+  problem = 'result key ' .. KEYS[1] .. ': ' .. stored.err
+  stored = false
+end
 local result = ARGV[1]
 if stored then
-  redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
-else
-  result = redis.call('GET', KEYS[1]) or ARGV[1]
-  redis.call('HINCRBY', KEYS[4], 'duplicate', 1)
+  redis.pcall('HINCRBY', KEYS[4], ARGV[5], 1)
+elseif problem == '' then
+  local old = redis.pcall('GET', KEYS[1])
+  if type(old) == 'table' and old.err then
+    problem = 'result key ' .. KEYS[1] .. ': ' .. old.err
+  elseif type(old) == 'string' then
+    result = old
+  end
+  redis.pcall('HINCRBY', KEYS[4], 'duplicate', 1)
 end
-redis.call('RPUSH', KEYS[2], result)
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+local pushed = redis.pcall('RPUSH', KEYS[2], result)
+if type(pushed) == 'table' and pushed.err then
+  if problem == '' then problem = 'reply_to ' .. KEYS[2] .. ': ' .. pushed.err end
+else
+  redis.pcall('EXPIRE', KEYS[2], ARGV[2])
+end
 redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
-if stored then return 1 end
-return 0
+if stored then return {1, problem} end
+return {0, problem}
 """
 
 _MAX_DEAD_PAYLOAD = 65536
@@ -166,6 +183,17 @@ class Worker:
             if "BUSYGROUP" not in str(err):
                 raise
 
+    async def _recreate_group(self, err: BaseException) -> None:
+        """The stream or its consumer group vanished (DEL, FLUSHALL, a Redis restart without persistence):
+        create them again and keep serving."""
+        log.warning(
+            "worker %s: the stream %s or its consumer group is gone (%s); recreating it and serving on",
+            self.id,
+            self.stream,
+            _first_line(err),
+        )
+        await self._retry(self._ensure_group, "create the consumer group")
+
     async def _beat(self) -> None:
         assert self._redis is not None
         cfg = self.config
@@ -186,6 +214,7 @@ class Worker:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, max(3, int(3 * cfg.heartbeat_s + 1)))
             pipe.sadd(self.keys.workers, self.id)
+            pipe.sadd(self.keys.roles, cfg.role)  # again each beat: a Redis restart without persistence forgets it
             await pipe.execute()
 
     async def _leave(self, client: Redis) -> None:
@@ -216,8 +245,8 @@ class Worker:
                     "read steps",
                 )
             except Exception as err:
-                if "NOGROUP" in str(err):  # the stream vanished (Redis restarted without persistence)
-                    await self._retry(self._ensure_group, "create the consumer group")
+                if _group_gone(err):
+                    await self._recreate_group(err)
                     continue
                 raise
             for _stream, entries in batch or []:
@@ -225,17 +254,42 @@ class Worker:
                     await self._process(_text(entry_id), fields, 1)
 
     async def _process(self, entry_id: str, fields: Mapping[Any, Any], deliveries: int) -> None:
+        from redis.exceptions import ResponseError
+
         self._in_flight.add(entry_id)
         try:
             await self._retry(lambda: self._step(entry_id, fields, deliveries), "finish a step")
         except PoolError:
             raise  # Redis stayed away: the worker stops with the error
+        except ResponseError as err:
+            # Redis refused a command of this entry (a key of the wrong type, ...): asking again gives the same
+            # answer, so the entry cannot be answered -- dead-letter it once and ack it.
+            if _group_gone(err):
+                await self._recreate_group(err)
+            else:
+                await self._give_up(entry_id, fields, f"Redis refused the step: {_first_line(err)}", deliveries)
         except Exception:
-            # A bug or a Redis error reply: keep serving. The entry stays pending without keep-alive, so it is
-            # reclaimed after claim_idle_s and counts one more delivery toward the dead-letter stream.
+            # A bug: keep serving. The entry stays pending without keep-alive, so it is reclaimed after
+            # claim_idle_s and counts one more delivery toward the dead-letter stream.
             log.exception("step entry %s failed unexpectedly; it will be reclaimed and retried", entry_id)
         finally:
             self._in_flight.discard(entry_id)
+
+    async def _give_up(self, entry_id: str, fields: Mapping[Any, Any], error: str, deliveries: int) -> None:
+        """Dead-letter an entry that cannot be answered, and ack it whatever happens, so it is never reclaimed."""
+        try:
+            request: StepRequest | None = self.handler.parse(fields)
+        except ConfigError:
+            request = None
+        try:
+            await self._retry(lambda: self._dead(entry_id, fields, error, request, deliveries), "dead-letter a step")
+        except PoolError:
+            raise
+        except Exception as err:
+            log.warning("step entry %s could not be dead-lettered (%s); acking it", entry_id, _first_line(err))
+            assert self._redis is not None
+            client = self._redis
+            await self._retry(lambda: client.xack(self.stream, GROUP, entry_id), "ack a step")
 
     async def _step(self, entry_id: str, fields: Mapping[Any, Any], deliveries: int) -> None:
         assert self._redis is not None
@@ -272,22 +326,39 @@ class Worker:
                 pipe.hincrby(self.keys.stats(cfg.role), "retried", 1)
                 await pipe.execute()
             return
-        await self._complete(entry_id, request, result.model_dump_json(), "done")
-        self.done += 1
+        if await self._complete(entry_id, request, result.model_dump_json(), "done"):
+            self.done += 1
 
-    async def _complete(self, entry_id: str, request: StepRequest, result_json: str, counter: str) -> None:
+    async def _complete(self, entry_id: str, request: StepRequest, result_json: str, counter: str) -> bool:
+        """Store the result, push it to ``reply_to``, ack. The entry is acked even when Redis refuses the
+        result or the reply (a key of the wrong type): then it is dead-lettered once and this returns False."""
         keys = [self.keys.result(request.id), request.reply_to, self.stream, self.keys.stats(self.config.role)]
-        await self._finish(keys=keys, args=[result_json, self.config.result_ttl_s, GROUP, entry_id, counter])
+        reply = await self._finish(keys=keys, args=[result_json, self.config.result_ttl_s, GROUP, entry_id, counter])
+        problem = _text(reply[1]) if isinstance(reply, list | tuple) and len(reply) > 1 else ""
+        if not problem:
+            return True
+        if counter != "failed":  # not already on its way to the dead-letter stream
+            await self._dead(entry_id, {}, f"cannot answer the step: {problem}", request, 0, notify=False)
+        else:
+            log.warning("step %s: could not tell its coordinator it failed (%s)", request.id, problem)
+        return False
 
     async def _dead(
-        self, entry_id: str, fields: Mapping[Any, Any], error: str, request: StepRequest | None, attempts: int
+        self,
+        entry_id: str,
+        fields: Mapping[Any, Any],
+        error: str,
+        request: StepRequest | None,
+        attempts: int,
+        *,
+        notify: bool = True,
     ) -> None:
-        """Move the entry to the dead-letter stream; tell its coordinator, if we know who that is."""
+        """Move the entry to the dead-letter stream and ack it; tell its coordinator, if we know who that is."""
         assert self._redis is not None
         cfg = self.config
         self.failed += 1
         log.warning("step entry %s dead-lettered: %s", entry_id, error)
-        raw = fields.get(b"job", fields.get("job")) or repr(dict(fields))
+        raw = fields.get(b"job", fields.get("job")) or (request.model_dump_json() if request else repr(dict(fields)))
         record: dict[FieldT, EncodableT] = {
             "entry": entry_id,
             "step": request.id if request else "",
@@ -299,10 +370,9 @@ class Worker:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.dead(cfg.role), record, maxlen=cfg.dead_maxlen, approximate=True)
             pipe.hincrby(self.keys.stats(cfg.role), "dead", 1)
-            if request is None:
-                pipe.xack(self.stream, GROUP, entry_id)
+            pipe.xack(self.stream, GROUP, entry_id)  # in the same transaction: dead-lettered exactly once
             await pipe.execute()
-        if request is not None:
+        if request is not None and notify:
             failed = StepResult(id=request.id, status="failed", error=error, worker=self.id)
             await self._complete(entry_id, request, failed.model_dump_json(), "failed")
 
@@ -323,6 +393,10 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # upkeep must not kill the worker; the slots report a lasting outage
+                if _group_gone(err):
+                    with contextlib.suppress(Exception):  # the slots recreate it too, and report a lasting outage
+                        await self._recreate_group(err)
+                    continue
                 log.warning("worker upkeep failed (%s: %s); retrying", type(err).__name__, err)
 
     async def _keep_alive(self) -> None:
@@ -365,3 +439,15 @@ class Worker:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _group_gone(err: BaseException) -> bool:
+    """Whether ``err`` says the stream or its consumer group no longer exists (NOGROUP; Redis 7 unblocks a
+    blocked XREADGROUP whose stream was deleted with "UNBLOCKED the stream key no longer exists")."""
+    text = str(err)
+    return "NOGROUP" in text or "no longer exists" in text
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
