@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mdap.agents import Sandbox
 from mdap.errors import ConfigError
 
 from ._proc import GitError, checkout_at, git, git_apply
@@ -138,6 +139,7 @@ def grade_instance(
     log_dir: Path | None = None,
     kind: str = "auto",
     plugin_autoload: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> InstanceGrade:
     """Grade one model patch (blocking; see :func:`grade_predictions` for many at once).
 
@@ -150,9 +152,12 @@ def grade_instance(
         log_dir: write the test log to ``log_dir/<instance_id>.log`` when set.
         kind: ``"auto"``, ``"mdap"`` or ``"swebench"`` grading functions (see :func:`.rules.grader`).
         plugin_autoload: let pytest load every installed plugin (see :func:`.testrun.run_pytest`).
+        sandbox: where the tests run (default: :meth:`~mdap.agents.Sandbox.default`, bubblewrap): the checkout
+            is the only writable folder, no network, no environment of ours.
 
     Raises:
         ConfigError: no repository for the instance in ``repos``, or ``kind="swebench"`` without the package.
+        SandboxError: the sandbox cannot run here.
     """
     t0 = time.perf_counter()
     source = repo_path(repos, instance)
@@ -183,7 +188,9 @@ def grade_instance(
             grade.error = f"the instance's test patch does not apply: {err}"
             return grade
         tests = [*instance.FAIL_TO_PASS, *instance.PASS_TO_PASS]
-        outcome = run_pytest(checkout, files_of_tests(tests), timeout_s=timeout_s, plugin_autoload=plugin_autoload)
+        outcome = run_pytest(
+            checkout, files_of_tests(tests), timeout_s=timeout_s, plugin_autoload=plugin_autoload, sandbox=sandbox
+        )
         log = outcome.log
         name, report, resolved = grade_tests(outcome.statuses, instance.FAIL_TO_PASS, instance.PASS_TO_PASS, kind=kind)
         grade.grader, grade.tests_status = name, report
@@ -211,6 +218,7 @@ async def grade_predictions(
     kind: str = "auto",
     plugin_autoload: bool = False,
     on_done: Callable[[InstanceGrade], Any] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> GradeReport:
     """Grade every prediction of an instance in ``instances``, ``workers`` at a time.
 
@@ -247,6 +255,7 @@ async def grade_predictions(
                 log_dir=log_dir,
                 kind=kind,
                 plugin_autoload=plugin_autoload,
+                sandbox=sandbox,
             )
         if on_done is not None:
             on_done(g)

@@ -30,6 +30,7 @@ from mdap.agents import (
     Limits,
     LocalRunner,
     Pipeline,
+    Sandbox,
     Tool,
     Worker,
     WorkItem,
@@ -185,8 +186,10 @@ class _MasaiRunner:
         sha: str,
         opts: PipelineOptions,
         scratch: Path,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.local = LocalRunner(workers)
+        self.sandbox = sandbox
         self.instance = instance
         self.checkout = checkout
         self.sha = sha
@@ -212,6 +215,7 @@ class _MasaiRunner:
             scratch_root=self.scratch,
             timeout_s=self.opts.test_timeout_s,
             plugin_autoload=self.opts.plugin_autoload,
+            sandbox=self.sandbox,
         )
         return WorkOutput(answer=json.dumps(result.to_dict()))
 
@@ -235,18 +239,20 @@ def masai_pipeline(
     *,
     scratch: Path,
     trace: Path | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Pipeline:
     """The default pipeline for one instance, its workers confined to ``checkout`` (a checkout at ``sha``).
 
     Run it with ``await pipeline.run(instance.problem_statement)``; its answer is the ranker's JSON
-    (:class:`~.ranker.RankResult`), whose ``patch`` is the prediction.
+    (:class:`~.ranker.RankResult`), whose ``patch`` is the prediction. The python and shell tools and the
+    ranker's test runs go through ``sandbox`` (default: :meth:`~mdap.agents.Sandbox.default`, bubblewrap).
     """
     opts = options or PipelineOptions()
     ws = Workspace(checkout)
     limits = Limits(timeout_s=opts.tool_timeout_s, cpu_s=int(opts.tool_timeout_s), memory_mb=2048)
     files = {t.name: t for t in file_tools(ws)}
     readers: list[Tool] = [files["read_file"], files["list_files"], files["search_files"]]
-    shell = shell_tool(ws, limits)
+    shell = shell_tool(ws, limits, sandbox=sandbox)
 
     def voter(k: int | None = None) -> FirstToAheadByK:
         margin = opts.k if k is None else k
@@ -272,7 +278,7 @@ def masai_pipeline(
         )
         .role(
             "reproducer",
-            tools=[*files.values(), python_tool(ws, limits), shell],
+            tools=[*files.values(), python_tool(ws, limits, sandbox=sandbox), shell],
             voter=voter(),
             system_prompt=_SYSTEM["reproducer"],
             max_tool_rounds=rounds,
@@ -296,7 +302,7 @@ def masai_pipeline(
             max_answer_chars=60_000,
         )
         .role("ranker", description="ranks candidate fixes by the reproduction test (runs in code, no model)")
-        .runner(lambda workers: _MasaiRunner(workers, instance, checkout, sha, opts, scratch))
+        .runner(lambda workers: _MasaiRunner(workers, instance, checkout, sha, opts, scratch, sandbox))
         .policy(
             max_concurrency=opts.concurrency,
             retries=opts.retries,

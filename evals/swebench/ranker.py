@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mdap.agents import Sandbox
+
 from ._proc import GitError, git, git_apply
 from .patches import PatchError, apply_fix, normalize_patch
 from .testrun import TestRun, run_pytest
@@ -126,6 +128,7 @@ def rank(
     scratch_root: Path,
     timeout_s: float = 120.0,
     plugin_autoload: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> RankResult:
     """Rank the candidate fixes of one instance (blocking: runs git and pytest).
 
@@ -137,6 +140,7 @@ def rank(
         scratch_root: where throwaway worktrees go.
         timeout_s: limit of each reproduction run.
         plugin_autoload: let pytest load every installed plugin (see :func:`~.testrun.run_pytest`).
+        sandbox: where the reproduction runs (default: :meth:`~mdap.agents.Sandbox.default`, bubblewrap).
     """
     candidates: list[Candidate] = []
     for source, fix in fixes:
@@ -157,7 +161,7 @@ def rank(
     if repro:
         with scratch(checkout, sha, scratch_root) as tree:
             git_apply(tree, repro)
-            base_run = run_pytest(tree, targets, timeout_s=timeout_s, plugin_autoload=plugin_autoload)
+            base_run = run_pytest(tree, targets, timeout_s=timeout_s, plugin_autoload=plugin_autoload, sandbox=sandbox)
         informative = not _passed(base_run)
         result.reproduction_fails_on_base = informative
         if informative:
@@ -167,7 +171,7 @@ def rank(
                     continue
                 if cand.key not in seen:
                     seen[cand.key] = _run_candidate(
-                        checkout, sha, cand.patch, repro, targets, scratch_root, timeout_s, plugin_autoload
+                        checkout, sha, cand.patch, repro, targets, scratch_root, timeout_s, plugin_autoload, sandbox
                     )
                 cand.repro_passed = seen[cand.key]
     else:
@@ -189,6 +193,7 @@ def _run_candidate(
     root: Path,
     timeout_s: float,
     autoload: bool,
+    sandbox: Sandbox | None,
 ) -> bool:
     with scratch(checkout, sha, root) as tree:
         try:
@@ -196,4 +201,4 @@ def _run_candidate(
             git_apply(tree, repro)
         except GitError:
             return False  # the candidate touches the reproduction test's files: it cannot be judged by it
-        return _passed(run_pytest(tree, targets, timeout_s=timeout_s, plugin_autoload=autoload))
+        return _passed(run_pytest(tree, targets, timeout_s=timeout_s, plugin_autoload=autoload, sandbox=sandbox))

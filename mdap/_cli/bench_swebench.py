@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mdap._cli._args import id_list
+from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mdap.agents import Sandbox
 
 __all__ = ["add_parser"]
 
@@ -77,6 +81,7 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="let the repos' pytest runs load every installed pytest plugin (off: faster)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_sandbox_flag(p)
     p.set_defaults(handler=_swebench)
 
 
@@ -90,14 +95,15 @@ def _swebench(args: argparse.Namespace) -> int:
         instances = instances[: args.limit]
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    box = use_sandbox(args, check=args.harness != "official" or not args.grade_only)
     if args.grade_only:
-        return _grade_only(args, instances)
+        return _grade_only(args, instances, box)
     if args.predictions is not None or args.report is not None:
         raise ConfigError("--predictions and --report go with --grade-only (a run writes its own under --out)")
-    return asyncio.run(_run(args, instances))
+    return asyncio.run(_run(args, instances, box))
 
 
-def _grade_only(args: argparse.Namespace, instances: list[Any]) -> int:
+def _grade_only(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> int:
     from mdap.evals.swebench import grade_predictions, grade_table, load_predictions, run_official
 
     if args.predictions is None or args.report is None:
@@ -137,6 +143,7 @@ def _grade_only(args: argparse.Namespace, instances: list[Any]) -> int:
                 kind=args.grader,
                 plugin_autoload=args.plugin_autoload,
                 log_dir=parent / "logs",
+                sandbox=box,
                 on_done=(lambda _g: bar.update(1)) if bar is not None else None,
             )
         )
@@ -149,7 +156,7 @@ def _grade_only(args: argparse.Namespace, instances: list[Any]) -> int:
     return 0
 
 
-async def _run(args: argparse.Namespace, instances: list[Any]) -> int:
+async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> int:
     from mdap.evals.swebench import PipelineOptions, run_swebench, run_table, simulated_swebench_model, solved_by_rate
     from mdap.models.registry import from_spec
 
@@ -190,6 +197,7 @@ async def _run(args: argparse.Namespace, instances: list[Any]) -> int:
             grade_timeout_s=args.test_timeout,
             keep_checkouts=args.keep_checkouts,
             progress=not args.no_progress,
+            sandbox=box,
         )
     finally:
         stop = getattr(model, "stop", None)
