@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mdap.agents import Sandbox
 from mdap.errors import ConfigError, MdapError
 from mdap.models import ChatModel
 
@@ -75,6 +76,7 @@ async def run_instance(
     options: PipelineOptions,
     *,
     keep_checkout: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Run the pipeline on one instance; return (model patch, trajectory)."""
     work = out / "work" / instance.instance_id
@@ -89,7 +91,9 @@ async def run_instance(
     traj: dict[str, Any] = {"instance_id": instance.instance_id, "repo": instance.repo}
     try:
         sha = await asyncio.to_thread(checkout_at, repo_path(repos, instance), instance.base_commit, checkout)
-        pipeline = masai_pipeline(instance, checkout, sha, model, options, scratch=work / "scratch", trace=trace)
+        pipeline = masai_pipeline(
+            instance, checkout, sha, model, options, scratch=work / "scratch", trace=trace, sandbox=sandbox
+        )
         result = await pipeline.run(instance.problem_statement, thread_id=instance.instance_id)
         decision = json.loads(result.answer) if result.answer else {}
         patch = str(decision.get("patch") or "")
@@ -144,6 +148,7 @@ async def run_swebench(
     keep_checkouts: bool = False,
     progress: bool = True,
     on_done: Callable[[InstanceResult], Any] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> tuple[SWEBenchSummary, GradeReport | None]:
     """Run the default pipeline on ``instances`` and write the outputs under ``out`` (see the module doc).
 
@@ -167,7 +172,9 @@ async def run_swebench(
 
     async def one(inst: SWEInstance) -> None:
         async with gate:
-            patch, traj = await run_instance(inst, repos, out, model, opts, keep_checkout=keep_checkouts)
+            patch, traj = await run_instance(
+                inst, repos, out, model, opts, keep_checkout=keep_checkouts, sandbox=sandbox
+            )
             res = InstanceResult(
                 instance_id=inst.instance_id,
                 status=traj.get("status", "error"),
@@ -186,6 +193,7 @@ async def run_swebench(
                     timeout_s=grade_timeout_s,
                     log_dir=out / "logs",
                     plugin_autoload=opts.plugin_autoload,
+                    sandbox=sandbox,
                 )
                 res.grade, res.resolved = g, g.resolved
         async with lock:
