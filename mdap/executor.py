@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from mdap.errors import ConfigError, VoteFailed
+from mdap.errors import CheckpointError, ConfigError, VoteFailed
 from mdap.models import ChatModel
 from mdap.voters import Calibration, FirstToAheadByK, Voter, expected_samples, sample_ballot
 
 from ._progress import Progress
-from .checkpoint import Checkpoint, TraceWriter
+from .checkpoint import Checkpoint, RunLock, TraceWriter, lock_path, same_file
 from .microstep import Chain, Microstep
 from .pool.base import Pool
 from .pool.local import LocalPool
@@ -48,6 +49,8 @@ class Executor(Generic[S, A]):
         calibration_samples: samples drawn at each calibration step.
         stop_on_error: stop at the first answer the verifier rejects (the default keeps going and counts).
         pool: where each step's vote runs; None = in-process (:class:`~mdap.pool.LocalPool`).
+        lock: hold the checkpoint's lock (``<checkpoint>.lock``) while running, so a second coordinator of
+            the same run fails at once; False when the caller already holds it (as ``run_hanoi`` does).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Executor(Generic[S, A]):
         calibration_samples: int = 10,
         stop_on_error: bool = False,
         pool: Pool | None = None,
+        lock: bool = True,
     ) -> None:
         if checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -78,6 +82,7 @@ class Executor(Generic[S, A]):
         self.calibration_samples = calibration_samples
         self.stop_on_error = stop_on_error
         self.pool: Pool = pool if pool is not None else LocalPool()
+        self.lock = lock
 
     async def calibrate(self, chain: Chain[S, A], voter: FirstToAheadByK) -> Calibration:
         """Draw ``calibration_samples`` at each of the first ``calibration_steps`` states of the chain.
@@ -126,16 +131,69 @@ class Executor(Generic[S, A]):
         A step that cannot be decided ends the run with ``completed=False`` and the failure in the report.
 
         Raises:
-            CheckpointError: ``resume`` with a missing, unreadable or foreign checkpoint or trace.
+            RunInUse: another process runs on the same checkpoint or writes the same trace.
+            CheckpointError: ``resume`` with a missing, unreadable, invalid or foreign checkpoint, or a trace
+                that is not the one the checkpoint wrote (or not as it left it).
             ConfigError: k="auto" and the calibration shows p <= 1/2 (voting cannot work).
         """
-        ms = chain.microstep
         if resume and self.checkpoint is None:
             raise ConfigError("resume needs a checkpoint file")
-        ckpt = Checkpoint.load(self.checkpoint, ms.fingerprint) if resume and self.checkpoint else None
-        counters: dict[str, Any] = dict(ckpt.counters) if ckpt else {}
+        lock = (
+            RunLock(
+                lock_path(self.checkpoint),
+                what=f"checkpoint {self.checkpoint}",
+                way_out="use another checkpoint file",
+            )
+            if self.checkpoint is not None and self.lock
+            else nullcontext()
+        )
+        with lock:
+            return await self._run(chain, resume)
+
+    def _resume_point(self, chain: Chain[S, A]) -> tuple[Checkpoint, S]:
+        """The checkpoint to continue and its state, checked against this run's trace before it is touched."""
+        assert self.checkpoint is not None
+        ms = chain.microstep
+        ckpt = Checkpoint.load(self.checkpoint, ms.fingerprint, chain.steps)
+        if ckpt.trace is None and self.trace is not None and ckpt.next_step > 0:
+            raise CheckpointError(
+                f"the checkpoint {self.checkpoint} was written without a trace, so {self.trace} would miss steps "
+                f"0-{ckpt.next_step - 1}; resume without --trace, or rerun without --resume to start over"
+            )
+        if ckpt.trace is not None and (self.trace is None or not same_file(ckpt.trace, self.trace)):
+            raise CheckpointError(
+                f"the checkpoint {self.checkpoint} continues the trace {ckpt.trace}"
+                + (f", not {self.trace}" if self.trace is not None else "")
+                + f"; rerun without --resume to start over, or pass the trace this checkpoint wrote: {ckpt.trace}"
+            )
+        try:
+            state = ms.load_state(ckpt.state)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            if isinstance(err, ConfigError):
+                raise CheckpointError(f"checkpoint {self.checkpoint}: {err}; rerun without --resume") from err
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint} holds no valid state of {ms.fingerprint} ({type(err).__name__}: "
+                f"{err}); rerun without --resume to start over"
+            ) from err
+        return ckpt, state
+
+    async def _run(self, chain: Chain[S, A], resume: bool) -> RunReport:
+        ckpt, state = self._resume_point(chain) if resume else (None, chain.initial)
+        # the trace is opened (locked, checked, cut back) before any sampling, so a refusal costs nothing;
+        # a checkpoint of step 0 written without a trace starts the trace afresh (it misses no step)
+        trace = TraceWriter(self.trace, resume=ckpt if ckpt and ckpt.trace else None) if self.trace else None
+        try:
+            return await self._decide(chain, ckpt, state, trace)
+        finally:
+            if trace is not None:
+                trace.close()
+
+    async def _decide(
+        self, chain: Chain[S, A], ckpt: Checkpoint | None, state: S, trace: TraceWriter | None
+    ) -> RunReport:
+        ms = chain.microstep
+        counters: dict[str, Any] = ckpt.counters.model_dump() if ckpt else {}
         start = ckpt.next_step if ckpt else 0
-        state: S = ms.load_state(ckpt.state) if ckpt else chain.initial
         run_id = ckpt.run_id if ckpt and ckpt.run_id else uuid.uuid4().hex[:16]
 
         voter = self.voter
@@ -161,9 +219,7 @@ class Executor(Generic[S, A]):
         messages: list[str] = list(counters.get("error_messages", []))
         prior_wall = float(counters.get("wall_seconds", 0.0))
 
-        trace = TraceWriter(self.trace, resume_bytes=ckpt.trace_bytes if ckpt else None) if self.trace else None
-        if ckpt and self.trace and ckpt.trace_bytes is None:
-            raise ConfigError("the checkpoint was written without a trace; resume without --trace")
+        trace_path = str(self.trace.resolve()) if self.trace else None
         bar = Progress(chain.steps, start, enabled=self.progress, desc=ms.fingerprint)
         t0 = time.perf_counter()
         session_samples = 0
@@ -191,7 +247,9 @@ class Executor(Generic[S, A]):
                     k=k,
                     calibration=calibration,
                     counters=snapshot(next_step),
+                    trace=trace_path,
                     trace_bytes=trace.sync() if trace else None,
+                    trace_tail=trace.tail() if trace else None,
                     run_id=run_id,
                 ).save(self.checkpoint)
             settled = getattr(decide, "checkpointed", None)  # a pool may drop what a resume no longer needs
@@ -255,8 +313,6 @@ class Executor(Generic[S, A]):
         finally:
             bar.update(step, session_samples)
             bar.close()
-            if trace is not None:
-                trace.close()
 
         final = snapshot(step)
         p = (calibration or {}).get("p")

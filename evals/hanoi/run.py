@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from mdap.checkpoint import RunLock, lock_path
 from mdap.errors import ConfigError, invalid_settings
 from mdap.executor import Executor
 from mdap.microstep import Chain
@@ -113,6 +114,8 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
 
     Raises:
         ConfigError: bad settings or an unknown model; CheckpointError: a resume that cannot be done.
+        RunInUse: another coordinator runs in the same run directory (its lock is taken before any model
+            or pool is started, and held until the run ends).
     """
     if cfg.error_rate + cfg.red_flag_rate > 1.0:
         raise ConfigError("error_rate + red_flag_rate must be at most 1")
@@ -135,6 +138,9 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
     ckpt = cfg.checkpoint_path
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
+        stack.enter_context(
+            RunLock(lock_path(ckpt), what=f"run directory {ckpt.parent}", way_out="use another --run-dir")
+        )
         chat = model or (None if remote else _model(cfg))
         if hasattr(chat, "__aenter__"):
             chat = await stack.enter_async_context(chat)  # type: ignore[arg-type]
@@ -148,6 +154,7 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
             calibration_steps=cfg.calibration_steps,
             calibration_samples=cfg.calibration_samples,
             pool=pool,
+            lock=False,  # held above
         )
         report = await executor.run(hanoi_chain(cfg.disks), resume=cfg.resume)
     if report.expected_samples_per_step is None and cfg.model == TASK_SPECIFIC and report.k and not remote:
