@@ -157,10 +157,16 @@ def disk_full_error(
     """
     if not isinstance(err, OSError | sqlite3.Error) or not is_disk_full(err):
         return None
-    named = err.filename if isinstance(err, OSError) else None
-    if named is None:
-        candidates = [Path(p) for p in outputs if p is not None]
-        named = min(candidates, key=_free_bytes) if candidates else None
+    candidates = [Path(p) for p in outputs if p is not None]
+    filename = err.filename if isinstance(err, OSError) else None
+    named: Path | str | None = filename
+    if filename is not None:  # a temp file or a file inside a run directory: name the output it belongs to
+        f = Path(filename)
+        named = next((c for c in candidates if c == f), None) or next(
+            (c for c in candidates if c in f.parents or c.parent == f.parent), filename
+        )
+    elif candidates:
+        named = min(candidates, key=_free_bytes)
     return output_error(err, named, rerun=rerun)
 
 

@@ -1,8 +1,9 @@
 """The ``mdap`` command line. Each subcommand lives in its own module under ``mdap/_cli`` with an
 ``add_parser(subparsers)`` function; the handler it sets returns the exit code.
 
-Exit codes: 0 success, 1 the run finished but failed (a step undecided, a verifier error, a runtime error),
-2 bad input (flags, config, checkpoint).
+Exit codes: 0 success, 1 the run finished but failed (a step undecided, a verifier error, a runtime error, an
+output that could not be written: a full disk), 2 bad input (flags, config, checkpoint, an output path that
+cannot be written: checked before the run starts).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from mdap.errors import CheckpointError, ConfigError, MdapError
+from mdap._outputs import disk_full_error
+from mdap.errors import CheckpointError, ConfigError, MdapError, OutputError
 
 __all__ = ["build_parser", "exit_on_sigterm", "main"]
 
@@ -74,8 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"mdap: error: {err}", file=sys.stderr)
         return 2
+    except OutputError as err:
+        print(f"mdap: error: {err}", file=sys.stderr)
+        return 1
     except MdapError as err:
         print(f"mdap: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as err:
+        full = disk_full_error(err, ())  # a full disk no command named itself: no traceback either
+        if full is None:
+            raise
+        print(f"mdap: error: {full}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mdap: interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)

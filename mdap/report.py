@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mdap._outputs import write_atomic
+
 __all__ = ["ModuleStats", "RunReport"]
 
 
@@ -68,7 +70,11 @@ class RunReport(BaseModel):
         return data
 
     def write(self, path: str | Path) -> None:
-        """Write the report (with derived rates) as indented JSON."""
+        """Write the report (with derived rates) as indented JSON, atomically (never half a file).
+
+        Raises:
+            OutputError: it could not be written (the message names ``path``; a full disk says so).
+        """
         import json
 
-        Path(path).write_text(json.dumps(self.summary_dict(), indent=2) + "\n")
+        write_atomic(path, json.dumps(self.summary_dict(), indent=2) + "\n")

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from mdap._cli._args import k_or_auto, positive_int
-from mdap.errors import ConfigError
+from mdap._outputs import check_output_dir, check_output_file, guard_outputs
+from mdap.errors import OutputError
 
 __all__ = ["add_parser"]
 
@@ -100,10 +101,12 @@ def _hanoi(args: argparse.Namespace) -> int:
         decorrelate=args.decorrelate,
     )
     if args.report is not None:
-        _check_writable(args.report)
-    report = asyncio.run(run_hanoi(cfg))
-    if args.report is not None:
-        report.write(args.report)
+        check_output_file(args.report, "--report")
+    if args.trace is not None:
+        check_output_file(args.trace, "--trace", make_parents=True)
+    check_output_dir(cfg.checkpoint_path.parent, "--run-dir")
+    with guard_outputs(cfg.checkpoint_path, args.trace):
+        report = asyncio.run(run_hanoi(cfg))
     data = report.summary_dict()
     keys = (
         "task", "steps", "total_steps", "errors", "samples", "mean_samples_per_step",
@@ -116,10 +119,10 @@ def _hanoi(args: argparse.Namespace) -> int:
         print(f"{key:<{width}}  {shown}")
     for warning in (report.calibration or {}).get("warnings", []):
         print(f"mdap: warning: calibration: {warning}", file=sys.stderr)
+    if args.report is not None:  # after the summary is out: a report that cannot be written does not lose it
+        try:
+            report.write(args.report)
+        except OutputError as err:
+            print(f"mdap: error: the run finished but its report was not written: {err}", file=sys.stderr)
+            return 1
     return 0 if report.ok else 1
-
-
-def _check_writable(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"cannot write the report to {path}: directory {parent} does not exist")

@@ -14,7 +14,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from mdap.errors import ConfigError
+from mdap._outputs import RERUN, check_output_file, guard_outputs, write_atomic
+from mdap.errors import ConfigError, OutputError
 from mdap.types import Message
 
 from ._sandbox import add_sandbox_flag, use_sandbox
@@ -74,6 +75,7 @@ async def _main(args: argparse.Namespace) -> int:
         raise ConfigError(f"unexpected argument {args.task!r}: quote the task text, or use pipeline.py:factory")
     if not task:
         raise ConfigError('no task text: mdap run pipeline.py:factory "task text"')
+    _check_outputs(args)
     async with AsyncExitStack() as stack:
         model = await _model(args, stack) if args.model or not factory else None
         if factory:
@@ -105,18 +107,50 @@ async def _main(args: argparse.Namespace) -> int:
         if progress is not None:
             pipeline.on("*", progress)
         approve = None if args.approve is None else args.approve == "yes"
+        outputs = _pipeline_outputs(pipeline)  # a factory's own checkpoint and trace too, before the first sample
+        rerun = RERUN if pipeline.compile().checkpoint is not None else "free space and run again"
         try:
-            result = await pipeline.run(task, thread_id=args.thread, resume=args.resume, approve=approve)
+            with guard_outputs(*outputs, rerun=rerun):
+                result = await pipeline.run(task, thread_id=args.thread, resume=args.resume, approve=approve)
         finally:
             if progress is not None:
                 progress.close()
-    if args.report is not None:
-        args.report.write_text(result.model_dump_json(indent=2) + "\n")
     _print(result)
+    code = 0 if result.status in ("ok", "partial", "awaiting_approval") else 1
     if result.status == "awaiting_approval":
         print(f"the plan waits for approval: mdap run ... --thread {result.thread_id} --resume --approve yes|no")
-        return 0
-    return 0 if result.status in ("ok", "partial") else 1
+    if args.report is not None:  # after the answer is out: a report that cannot be written does not lose it
+        try:
+            write_atomic(args.report, result.model_dump_json(indent=2) + "\n", rerun=rerun)
+        except OutputError as err:
+            print(f"mdap: error: the run finished but its report was not written: {err}", file=sys.stderr)
+            return 1
+    return code
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """The output flags, before the model starts: a file, writable, in a folder that is (or can be) there."""
+    if args.report is not None:
+        check_output_file(args.report, "--report")
+    if args.trace is not None:
+        check_output_file(args.trace, "--trace", make_parents=True)
+    if args.checkpoint is not None and not args.no_checkpoint:
+        check_output_file(args.checkpoint, "--checkpoint", make_parents=True)
+
+
+def _pipeline_outputs(pipeline: Any) -> list[Path]:
+    """The files the run writes (checkpoint, its results file, trace), each checked to be writable."""
+    from mdap.agents._store import SqliteStore
+
+    compiled = pipeline.compile()
+    out: list[Path] = []
+    if compiled.checkpoint is not None:
+        check_output_file(compiled.checkpoint, "--checkpoint", make_parents=True)
+        out += [compiled.checkpoint, SqliteStore.beside(compiled.checkpoint)]
+    if compiled.trace is not None:
+        check_output_file(compiled.trace, "--trace", make_parents=True)
+        out.append(compiled.trace)
+    return out
 
 
 async def _model(args: argparse.Namespace, stack: AsyncExitStack) -> Any:
