@@ -322,10 +322,13 @@ class Execution:
 
     def _expand(self, node: _Node, sub: Plan, *, persist: bool) -> None:
         s = node.subtask
-        if self.pending + len(sub.subtasks) > self.policy.max_pending:
+        # Count every subtask this pass created, not only the unfinished ones: a chain-shaped split keeps few
+        # subtasks pending at a time, yet splitting each part again would create max_depth-fold more without end.
+        total = len(self.nodes) + len(sub.subtasks)
+        if total > self.policy.max_pending:
             error = (
-                f"splitting {s.id} into {len(sub.subtasks)} subtasks would leave {self.pending + len(sub.subtasks)} "
-                f"pending, above max_pending={self.policy.max_pending} (task explosion guard)"
+                f"splitting {s.id} into {len(sub.subtasks)} subtasks would make {total} subtasks in this run "
+                f"(splits included), above max_pending={self.policy.max_pending} (task explosion guard)"
             )
             self._finish(node, SubtaskResult(s.id, s.role, "failed", error=error))
             return

@@ -28,5 +28,7 @@ class CoordinatorPolicy(BaseModel):
             "'halt' stops the run"
         ),
     ] = "propagate"
-    max_pending: Annotated[int, Field(ge=1, description="most unfinished subtasks (task explosion guard)")] = 100_000
+    max_pending: Annotated[
+        int, Field(ge=1, description="most subtasks of a plan, splits included (task explosion guard)")
+    ] = 100_000
     artifact_chars: Annotated[int, Field(ge=16, description="dependency results are cut to this length")] = 2000

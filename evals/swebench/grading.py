@@ -23,7 +23,7 @@ from mdap.agents import Sandbox
 from mdap.errors import ConfigError
 
 from ._proc import GitError, checkout_at, git, git_apply
-from .instances import SWEInstance, repo_path
+from .instances import SWEInstance, inside, repo_path
 from .predictions import Prediction
 from .rules import TestsReport, grade_tests, grader
 from .testrun import files_of_tests, run_pytest
@@ -167,7 +167,7 @@ def grade_instance(
     except ImportError as err:
         raise ConfigError(str(err)) from None
     tmp = Path(tempfile.mkdtemp(prefix="mdap-grade-", dir=work_dir))
-    checkout = tmp / instance.name
+    checkout = inside(tmp, instance.name)
     log = ""
     try:
         try:
@@ -203,7 +203,7 @@ def grade_instance(
         grade.seconds = round(time.perf_counter() - t0, 3)
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
-            (log_dir / f"{instance.instance_id}.log").write_text(log or (grade.error or "") + "\n")
+            inside(log_dir, f"{instance.instance_id}.log").write_text(log or (grade.error or "") + "\n")
         shutil.rmtree(tmp, ignore_errors=True)
 
 

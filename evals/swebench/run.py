@@ -27,7 +27,7 @@ from mdap.models import ChatModel
 
 from ._proc import GitError, checkout_at
 from .grading import GradeReport, InstanceGrade, grade_instance
-from .instances import SWEInstance, repo_path
+from .instances import SWEInstance, check_instance_id, check_name, inside, repo_path
 from .pipeline import PipelineOptions, masai_pipeline
 from .predictions import Prediction, append_prediction, load_predictions
 
@@ -79,13 +79,13 @@ async def run_instance(
     sandbox: Sandbox | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Run the pipeline on one instance; return (model patch, trajectory)."""
-    work = out / "work" / instance.instance_id
+    work = inside(out / "work", instance.instance_id)
     if work.exists():
         shutil.rmtree(work)
-    checkout = work / instance.name
+    checkout = inside(work, instance.name)
     traj_dir = out / "trajectories"
     traj_dir.mkdir(parents=True, exist_ok=True)
-    trace = traj_dir / f"{instance.instance_id}.events.jsonl"
+    trace = inside(traj_dir, f"{instance.instance_id}.events.jsonl")
     trace.unlink(missing_ok=True)
     t0 = time.perf_counter()
     traj: dict[str, Any] = {"instance_id": instance.instance_id, "repo": instance.repo}
@@ -129,7 +129,7 @@ async def run_instance(
             shutil.rmtree(work, ignore_errors=True)
     traj["seconds"] = round(time.perf_counter() - t0, 3)
     traj["model_patch"] = patch
-    (traj_dir / f"{instance.instance_id}.json").write_text(json.dumps(traj, indent=2) + "\n")
+    inside(traj_dir, f"{instance.instance_id}.json").write_text(json.dumps(traj, indent=2) + "\n")
     return patch, traj
 
 
@@ -250,6 +250,7 @@ def _prepare(
     instances: list[SWEInstance], repos: Path, out: Path, resume: bool
 ) -> tuple[dict[str, Prediction], dict[str, InstanceResult]]:
     for inst in instances:
+        _check_names(inst)
         repo_path(repos, inst)
     out.mkdir(parents=True, exist_ok=True)
     preds_file, results_file = out / "predictions.jsonl", out / "results.jsonl"
@@ -259,6 +260,18 @@ def _prepare(
         )
     done = load_predictions(preds_file) if resume and preds_file.exists() else {}
     return done, _load_results(results_file) if resume else {}
+
+
+def _check_names(inst: SWEInstance) -> None:
+    """Refuse an instance whose id or repo cannot name a file or folder inside ``out`` and ``repos`` (one made
+    without validation, e.g. by ``model_copy``), before anything is written."""
+    try:
+        check_instance_id(inst.instance_id)
+        owner, _, name = inst.repo.partition("/")
+        check_name(owner, "repo owner")
+        check_name(name, "repo name")
+    except ValueError as err:
+        raise ConfigError(f"instance {inst.instance_id!r}: {err}") from None
 
 
 def _load_results(path: Path) -> dict[str, InstanceResult]:

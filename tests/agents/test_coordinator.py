@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -214,6 +215,55 @@ async def test_explosion_guard_applies_to_splits() -> None:
     result = await pipeline.run("t")
     assert result.status == "failed"
     assert "task explosion guard" in (result.results["top"].error or "")
+
+
+def chain_of_three(task: object) -> Plan:
+    """Every task, split or not, is planned as a chain a -> b -> c (few subtasks pending at any time)."""
+    text = getattr(task, "text", "")
+    return Plan(
+        subtasks=[
+            Subtask(id="a", instruction=f"{text} a", role="w"),
+            Subtask(id="b", instruction=f"{text} b", role="w", depends_on=["a"]),
+            Subtask(id="c", instruction=f"{text} c", role="w", depends_on=["b"]),
+        ]
+    )
+
+
+async def test_explosion_guard_bounds_chain_shaped_splits_too() -> None:
+    """A worker that always answers too_big, chain-shaped splits 8 levels deep: 3 ** 8 leaves without a bound
+    on all the subtasks created (the pending count stays small in a chain)."""
+    model = Tracking(lambda m: json.dumps({"too_big": "yes"}))
+    pipeline = (
+        Pipeline(model=model)
+        .planner(RecursivePlanner(StaticPlanner(chain_of_three), max_depth=8))
+        .role("w", voter=VOTER)
+        .policy(max_pending=50, retries=0, max_replans=0)
+        .checkpoint(None)
+    )
+    result = await asyncio.wait_for(pipeline.run("t"), 30)
+    assert result.status == "failed"
+    assert len(result.results) <= 50
+    assert model.calls <= 50 * VOTER.max_samples
+    errors = [r.error or "" for r in result.results.values()]
+    assert any("task explosion guard" in e and "above max_pending=50" in e for e in errors)
+
+
+async def test_the_depth_limit_holds_for_chain_shaped_splits() -> None:
+    model = Tracking(lambda m: json.dumps({"too_big": "yes"}))
+    pipeline = (
+        Pipeline(model=model)
+        .planner(RecursivePlanner(StaticPlanner(chain_of_three), max_depth=2))
+        .role("w", voter=VOTER)
+        .policy(retries=0, max_replans=0)
+        .checkpoint(None)
+    )
+    result = await asyncio.wait_for(pipeline.run("t"), 30)
+    assert result.status == "failed"
+    assert len(result.results) == 3 + 9 + 27, "three levels: the plan and two levels of splits"
+    assert max(sid.count("/") for sid in result.results) == 2
+    leaf = result.results["a/a/a"]
+    assert leaf.status == "failed" and not leaf.children, "a subtask at the limit is not offered too_big"
+    assert result.results["a/a"].children == ["a/a/a", "a/a/b", "a/a/c"]
 
 
 async def test_plan_error_from_the_pipeline_after_reasks(tmp_path: Path) -> None:
