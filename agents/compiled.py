@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from pathlib import Path
 from typing import Any, Literal
 
+from mdap.checkpoint import RunLock
 from mdap.errors import CheckpointError, ConfigError
 from mdap.planners import Plan, Planner, Task
 from mdap.report import ModuleStats
@@ -85,6 +87,8 @@ class CompiledPipeline:
 
         Raises:
             PlanError: the planner could not make a valid plan.
+            RunInUse: another process runs the same thread on the same checkpoint file (one coordinator per
+                run: the lock is held for the whole run and dies with its holder).
             CheckpointError: ``resume`` with no checkpointed run of that thread, or of another task.
             ConfigError: ``resume`` without a checkpoint file, or a pending approval with no ``approve``.
         """
@@ -130,16 +134,21 @@ class CompiledPipeline:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(SqliteStore.beside(self.checkpoint))
-        try:
-            async with AsyncSqliteSaver.from_conn_string(str(self.checkpoint)) as saver:
-                graph = self.graph.copy(update={"checkpointer": saver})
-                ctx.store = store
-                inp = await self._input(graph, saver, store, config, task, thread, resume, approve)
-                final = await graph.ainvoke(inp, config, context=ctx)
-                return final
-        finally:
-            store.close()
+        with RunLock(
+            thread_lock(self.checkpoint, thread),
+            what=f"pipeline run {thread!r} of checkpoint {self.checkpoint}",
+            way_out="use another --thread or --checkpoint",
+        ):
+            store = SqliteStore(SqliteStore.beside(self.checkpoint))
+            try:
+                async with AsyncSqliteSaver.from_conn_string(str(self.checkpoint)) as saver:
+                    graph = self.graph.copy(update={"checkpointer": saver})
+                    ctx.store = store
+                    inp = await self._input(graph, saver, store, config, task, thread, resume, approve)
+                    final = await graph.ainvoke(inp, config, context=ctx)
+                    return final
+            finally:
+                store.close()
 
     def _context(self, thread: str, events: EventBus) -> RunContext:
         for worker in self.workers.values():
@@ -228,6 +237,17 @@ class CompiledPipeline:
             error=final.get("error"),
             report=report,
         )
+
+
+def thread_lock(checkpoint: Path, thread: str) -> Path:
+    """The lock file of one thread (run) of a checkpoint file: ``runs.sqlite.locks/<thread>.lock``.
+
+    Per thread, not per file: runs of other threads share the SQLite file safely (WAL), two coordinators of
+    one thread do not. A thread id that is not a plain file name is hashed.
+    """
+    name = thread if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}", thread) else None
+    name = name or "sha256-" + hashlib.sha256(thread.encode()).hexdigest()[:32]
+    return checkpoint.with_name(checkpoint.name + ".locks") / f"{name}.lock"
 
 
 def _meter_stats(meter: Meter | None) -> ModuleStats | None:
