@@ -8,6 +8,8 @@ too). The 5.x fields ``image``, ``eval_script``, ``log_parser`` and ``eval_type`
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,69 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mdap.errors import ConfigError
 
-__all__ = ["SWEInstance", "load_instances", "repo_path"]
+__all__ = ["SWEInstance", "check_instance_id", "check_name", "inside", "load_instances", "repo_path"]
+
+_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_\-])?"
+_INSTANCE_ID = re.compile(rf"^(?!.*\.\.){_PART}__{_PART}-[0-9]+$")
+_NAME = re.compile(rf"^(?!.*\.\.){_PART}$")
+_MAX_ID = 200  # the id names files (<id>.events.jsonl): well below the 255 bytes of a file name
+
+
+def check_instance_id(value: str) -> str:
+    """``value`` when it is an instance id of the official form ``owner__repo-number``.
+
+    Letters, digits, ``.``, ``_`` and ``-`` only (no ``/``, no ``..``, not starting with ``.`` or ``-``), so
+    that the id can name files and folders (``<id>.json``, ``work/<id>``) without leaving the folder.
+
+    Raises:
+        ValueError: it is not (pydantic turns it into a field error).
+    """
+    if len(value) > _MAX_ID or not _INSTANCE_ID.match(value):
+        raise ValueError(
+            f"instance_id {value!r} is not of the official form owner__repo-number (e.g. 'astropy__astropy-12907': "
+            f"letters, digits, '.', '_', '-'; no '/', no '..', not starting with '.' or '-'; at most {_MAX_ID})"
+        )
+    return value
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """``value`` when it can name one file or folder: letters, digits, ``.``, ``_``, ``-``; no ``/``, no ``..``,
+    not starting with ``.`` or ``-``.
+
+    Raises:
+        ValueError: it cannot.
+    """
+    if len(value) > _MAX_ID or not _NAME.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be letters, digits, '.', '_' or '-' (no '/', no '..', not starting with '.' "
+            f"or '-', at most {_MAX_ID} characters)"
+        )
+    return value
+
+
+def inside(root: str | Path, name: str) -> Path:
+    """``root/name``, checked to stay inside ``root`` (lexically, and once symlinks are resolved).
+
+    Every path built from an instance id or a repository name goes through this.
+
+    Raises:
+        ConfigError: ``name`` is empty, has a NUL, is absolute, or leads outside ``root``.
+    """
+    base = Path(root)
+    norm = posixpath.normpath(name) if name else ""
+    if (
+        not name
+        or "\x00" in name
+        or norm.startswith("/")
+        or norm in (".", "..")
+        or norm.startswith("../")
+        or ".." in Path(name).parts
+    ):
+        raise ConfigError(f"refused: the name {name!r} is empty or leads outside {base}")
+    path = base / name
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise ConfigError(f"refused: {path} leads outside {base} (through a symlink)")
+    return path
 
 
 class SWEInstance(BaseModel):
@@ -24,8 +88,13 @@ class SWEInstance(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    instance_id: str = Field(min_length=1, description="unique id, e.g. 'astropy__astropy-12907'")
-    repo: str = Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$", description="'owner/name' of the repository")
+    instance_id: str = Field(
+        min_length=1, description="unique id of the form owner__repo-number, e.g. 'astropy__astropy-12907'"
+    )
+    repo: str = Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*/[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
+        description="'owner/name' of the repository (neither part starting with '.' or '-')",
+    )
     base_commit: str = Field(pattern=r"^[0-9a-fA-F]{7,40}$", description="the commit the issue is reported against")
     problem_statement: str = Field(min_length=1, description="the issue text")
     hints_text: str = Field(default="", description="comments on the issue before the fix")
@@ -40,6 +109,11 @@ class SWEInstance(BaseModel):
     eval_script: str | None = Field(default=None, description="5.x: the script that runs the tests")
     log_parser: str | None = Field(default=None, description="5.x: the name of the test log parser")
     eval_type: str | None = Field(default=None, description="5.x: 'pass_and_fail' or 'fail_only'")
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id(cls, value: str) -> str:
+        return check_instance_id(value)
 
     @field_validator("FAIL_TO_PASS", "PASS_TO_PASS", mode="before")
     @classmethod
@@ -77,7 +151,7 @@ def repo_path(repos: str | Path, instance: SWEInstance) -> Path:
     Raises:
         ConfigError: no git repository there.
     """
-    path = Path(repos) / instance.name
+    path = inside(repos, instance.name)
     if not path.is_dir() or not ((path / ".git").exists() or (path / "HEAD").is_file()):
         raise ConfigError(
             f"instance {instance.instance_id}: no git repository at {path} for repo {instance.repo}; "

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mdap.errors import ConfigError
+
+from .instances import check_name
 
 __all__ = ["Prediction", "append_prediction", "load_predictions"]
 
@@ -20,6 +22,13 @@ class Prediction(BaseModel):
     instance_id: str = Field(min_length=1)
     model_name_or_path: str = "unknown"
     model_patch: str | None = Field(default="", description="a unified diff; empty or null = no change")
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id(cls, value: str) -> str:
+        # any tool's predictions are read, so the official form is not required here (an id must match an
+        # instance of the instance file, which is checked for it); it must only be unable to name a path
+        return check_name(value, "instance_id")
 
 
 def load_predictions(path: str | Path) -> dict[str, Prediction]:
