@@ -161,6 +161,7 @@ def grade_instance(
     """
     t0 = time.perf_counter()
     source = repo_path(repos, instance)
+    log_file = inside(log_dir, f"{instance.instance_id}.log") if log_dir is not None else None
     grade = InstanceGrade(instance_id=instance.instance_id, patch_exists=bool(patch and patch.strip()))
     try:
         grade.grader = grader(kind)[0]
@@ -201,9 +202,9 @@ def grade_instance(
         return grade
     finally:
         grade.seconds = round(time.perf_counter() - t0, 3)
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            inside(log_dir, f"{instance.instance_id}.log").write_text(log or (grade.error or "") + "\n")
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            log_file.write_text(log or (grade.error or "") + "\n")
         shutil.rmtree(tmp, ignore_errors=True)
 
 
