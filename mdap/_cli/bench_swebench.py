@@ -112,6 +112,12 @@ def _grade_only(args: argparse.Namespace, instances: list[Any], box: Sandbox) ->
     if not parent.is_dir():
         raise ConfigError(f"cannot write the report to {args.report}: directory {parent} does not exist")
     if args.harness == "official":
+        from mdap.evals.swebench.instances import check_name
+
+        try:  # the harness names folders and the report after it
+            check_name(args.run_id, "--run-id")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         path = run_official(
             args.predictions,
             args.instances,

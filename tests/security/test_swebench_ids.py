@@ -84,3 +84,13 @@ async def test_run_swebench_checks_ids_it_did_not_load(mini: MiniSuite, tmp_path
             [bad], mini.repos, out, model, model_name="s", options=PipelineOptions(candidates=1), progress=False
         )
     assert {p for p in _files(tmp_path) - before if not p.is_relative_to(out)} == set()
+
+
+def test_official_harness_run_id_cannot_name_a_path(
+    mini: MiniSuite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "swebench", "--instances", str(mini.instances_file), "--repos", str(mini.repos)]
+    argv += ["--grade-only", "--harness", "official", "--predictions", str(mini.gold_predictions)]
+    code = main([*argv, "--report", str(tmp_path / "r.json"), "--run-id", "../../x", "--no-progress"])
+    assert code == 2
+    assert "--run-id '../../x' must be letters" in capsys.readouterr().err
