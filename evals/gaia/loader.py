@@ -89,7 +89,7 @@ def load_gaia(
         ids: keep only these task ids; None = all.
 
     Raises:
-        ConfigError: no metadata, a malformed record (the message names the file, the line or row, and the
+        ConfigError: no metadata or none in it, a malformed record (the message names the file, the line or row, and the
             field), a duplicate task id, a missing attachment, an unknown level or id in the filters, or a
             parquet file without pyarrow installed.
     """
@@ -106,6 +106,9 @@ def load_gaia(
             )
         seen[q.task_id] = where
         questions.append(q)
+    if not questions:
+        source = jsonl if jsonl.is_file() else folder / "metadata.parquet"
+        raise ConfigError(f"{source} holds no questions; point --data at a GAIA folder with its metadata")
     if levels is not None:
         wanted = set(levels)
         bad = sorted(wanted - {1, 2, 3})

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, computed_field
 
+from mdap._outputs import write_atomic, writing
 from mdap.errors import ConfigError
 
 __all__ = [
@@ -163,27 +164,29 @@ def read_results(path: Path) -> list[GaiaResult]:
 
 
 def append_result(path: Path, result: GaiaResult) -> None:
-    """Append ``result`` as one line and flush it to disk."""
-    with path.open("a", encoding="utf-8") as fh:
+    """Append ``result`` as one line and flush it to disk.
+
+    Raises:
+        OutputError: it could not be written (a full disk: a line cut short is dropped on resume).
+    """
+    with writing(path), path.open("a", encoding="utf-8") as fh:
         fh.write(result.model_dump_json() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_outputs(out_dir: Path, results: Sequence[GaiaResult], summary: GaiaSummary) -> None:
-    """Rewrite ``submission.jsonl`` (in results order) and ``summary.json`` in ``out_dir``."""
+    """Rewrite ``submission.jsonl`` (in results order) and ``summary.json`` in ``out_dir``, each atomically.
+
+    Raises:
+        OutputError: a file could not be written (the previous version stays).
+    """
     lines = [
         json.dumps({"task_id": r.task_id, "model_answer": r.model_answer, "reasoning_trace": r.reasoning_trace})
         for r in results
     ]
-    _replace(out_dir / SUBMISSION_FILE, "".join(line + "\n" for line in lines))
-    _replace(out_dir / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
+    write_atomic(out_dir / SUBMISSION_FILE, "".join(line + "\n" for line in lines))
+    write_atomic(out_dir / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
 
 
 def format_table(summary: GaiaSummary) -> str:

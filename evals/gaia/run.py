@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from mdap._outputs import write_atomic
 from mdap.agents import RunResult, Sandbox
 from mdap.errors import ConfigError, ModelError, invalid_settings
 from mdap.models import ChatModel
@@ -154,17 +156,39 @@ def _check_run_file(cfg: GaiaConfig, folder: Path) -> None:
     out = cfg.out_dir
     path = out / _RUN_FILE
     here = {"data": str(folder.resolve()), "split": cfg.split}
+    if os.path.lexists(path) and not path.is_file():
+        raise ConfigError(f"{path} is not a file; remove it, or use another --out to start a new run")
     if cfg.resume and path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except ValueError:
-            before = {}
+        before = _read_run_file(path)
         if {k: before.get(k) for k in here} != here:
             raise ConfigError(
                 f"{out} holds a run of {before.get('split')!r} from {before.get('data')}, not {cfg.split!r} from "
                 f"{here['data']}; use another --out to start a new run"
             )
-    path.write_text(json.dumps({**here, "model": cfg.model}, indent=1) + "\n")
+    write_atomic(path, json.dumps({**here, "model": cfg.model}, indent=1) + "\n")
+
+
+def _read_run_file(path: Path) -> dict[str, Any]:
+    """The record of the run in an output folder (``run.json``), for a resume to check against.
+
+    Raises:
+        ConfigError: unreadable, not JSON, or not the record mdap writes (data and split).
+    """
+    try:
+        before = json.loads(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot resume: {path} cannot be read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise ConfigError(
+            f"cannot resume: {path} is not the run record mdap writes (not JSON: {err}); "
+            "use another --out to start a new run, or delete the folder"
+        ) from None
+    if not isinstance(before, dict) or not isinstance(before.get("data"), str) or not before.get("split"):
+        raise ConfigError(
+            f"cannot resume: {path} is not the run record mdap writes (no 'data' and 'split'); "
+            "use another --out to start a new run, or delete the folder"
+        )
+    return before
 
 
 def _model(cfg: GaiaConfig, questions: list[GaiaQuestion]) -> ChatModel:
@@ -188,6 +212,8 @@ async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: 
     """
     folder = find_split(cfg.data, cfg.split)
     questions = load_gaia(cfg.data, cfg.split, levels=cfg.levels, ids=cfg.ids)
+    if not questions:
+        raise ConfigError(f"no GAIA questions at level(s) {cfg.levels} in {folder}: nothing to run")
     if cfg.limit is not None:
         questions = questions[: cfg.limit]
     out = cfg.out_dir

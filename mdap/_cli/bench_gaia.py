@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mdap._cli._args import id_list
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
+from mdap._outputs import check_output_dir, guard_outputs
 
 __all__ = ["add_parser"]
 
@@ -98,7 +99,10 @@ def _gaia(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
     )
-    summary = asyncio.run(run_gaia(cfg, sandbox=use_sandbox(args)))
+    check_output_dir(cfg.out_dir, "--out")
+    sandbox = use_sandbox(args)
+    with guard_outputs(cfg.out_dir):
+        summary = asyncio.run(run_gaia(cfg, sandbox=sandbox))
     print(format_table(summary))
     print(
         f"skipped {summary.skipped} finished, {len(summary.errors)} errors, {summary.samples:,} samples, "
