@@ -183,22 +183,36 @@ def _question(record: Mapping[str, Any], where: str, folder: Path) -> GaiaQuesti
     if not isinstance(meta, dict):
         raise ConfigError(f"{where}, field 'Annotator Metadata': must be an object, got {type(meta).__name__}")
     file_name = _text(record, "file_name", where, empty_ok=True).strip()
+    task_id = _text(record, "task_id", where).strip()
     return GaiaQuestion(
-        task_id=_text(record, "task_id", where).strip(),
+        task_id=task_id,
         question=_text(record, "Question", where),
         level=_level(record["Level"], where),
         final_answer=_text(record, "Final answer", where),
         file_name=file_name,
-        attachment=_attachment(file_name, where, folder) if file_name else None,
+        attachment=_attachment(file_name, f"{where}, field 'file_name' (task {task_id!r})", folder)
+        if file_name
+        else None,
         annotator_metadata=meta,
     )
 
 
 def _attachment(file_name: str, where: str, folder: Path) -> Path:
+    """The attachment ``folder/file_name``: a file inside ``folder``, also once symlinks are resolved (so the
+    metadata cannot make a worker read a file elsewhere).
+
+    Raises:
+        ConfigError: an absolute name or one with ``..``, a missing file, or one that leads out of ``folder``.
+    """
     parts = PurePosixPath(file_name.replace("\\", "/"))
     if parts.is_absolute() or ".." in parts.parts:
-        raise ConfigError(f"{where}, field 'file_name': {file_name!r} must be a file name inside {folder}")
+        raise ConfigError(f"{where}: {file_name!r} must be a file name inside {folder}")
     path = folder / parts
     if not path.is_file():
-        raise ConfigError(f"{where}, field 'file_name': the attachment {path} does not exist")
+        raise ConfigError(f"{where}: the attachment {path} does not exist")
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ConfigError(
+            f"{where}: the attachment {path} leads outside the dataset folder {folder} (through a symlink); "
+            "put the file itself in the folder"
+        )
     return path
