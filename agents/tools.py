@@ -7,8 +7,12 @@ arguments that returns text for the model. Every file a built-in tool touches is
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import re
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,7 +36,10 @@ __all__ = [
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 
-ToolFn = Callable[[dict[str, Any]], Awaitable[str]]
+ToolFn = Callable[[dict[str, Any]], Awaitable[str] | str]
+
+SYNC_TOOL_TIMEOUT_S = 60.0
+"""How long a synchronous tool function may run when its Tool sets no ``timeout_s``."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +50,24 @@ class Tool:
         name: the function name the model uses (letters, digits, '_', '-').
         description: what it does, for the model.
         parameters: JSON schema (``{"type": "object", "properties": ..., "required": [...]}``).
-        fn: ``async fn(arguments) -> text``; raise :class:`~mdap.errors.ToolError` to refuse a call.
+        fn: ``async fn(arguments) -> text`` or a plain ``fn(arguments) -> text``; raise
+            :class:`~mdap.errors.ToolError` to refuse a call. A plain function runs in a thread of its own, so
+            it never blocks the event loop and its timeout holds while it blocks.
+        timeout_s: seconds one call may take before it fails with a ToolError (enforced on the awaiting side,
+            sync or async); None = :data:`SYNC_TOOL_TIMEOUT_S` for a plain function and no limit of the Tool's
+            own for an async one (which bounds itself, like the python and shell tools). A plain function that
+            overruns cannot be stopped: it is left to finish in its (daemon) thread and its result is dropped.
     """
 
     name: str
     description: str
     parameters: Mapping[str, Any]
     fn: ToolFn = field(repr=False)
+    timeout_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError(f"tool {self.name}: timeout_s must be > 0 (or None), got {self.timeout_s}")
         if not _NAME.match(self.name):
             raise ConfigError(f"tool name {self.name!r} must be letters, digits, '_' or '-' (at most 64)")
         if self.parameters.get("type") != "object":
@@ -69,10 +85,56 @@ class Tool:
         missing = [p for p in self.parameters.get("required", []) if p not in arguments]
         if missing:
             return f"error: missing arguments: {', '.join(missing)}"
+        sync = not _is_async(self.fn)
+        limit = self.timeout_s if self.timeout_s is not None else (SYNC_TOOL_TIMEOUT_S if sync else None)
         try:
-            return await self.fn(dict(arguments))
+            async with asyncio.timeout(limit):
+                out = await _in_thread(self.fn, dict(arguments)) if sync else self.fn(dict(arguments))
+                while inspect.isawaitable(out):  # a plain callable that returned a coroutine
+                    out = await out
+        except TimeoutError:
+            kind = "synchronous " if sync else ""
+            return f"error: {ToolError(f'tool {self.name} ({kind}function) timed out after {limit:g}s')}"
         except ToolError as err:
             return f"error: {err}"
+        return out if isinstance(out, str) else str(out)
+
+
+def _is_async(fn: object) -> bool:
+    """Whether calling ``fn`` gives a coroutine (async functions, partials of them, objects with async __call__)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+async def _in_thread(fn: ToolFn, arguments: dict[str, Any]) -> Awaitable[str] | str:
+    """Call ``fn`` in a daemon thread and await its result; cancelling the await abandons the thread.
+
+    Not the loop's default executor: ``asyncio.run`` joins that at exit, so a function that never returns would
+    hang the program.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Awaitable[str] | str] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return  # the caller gave up (timeout, cancellation)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def work() -> None:
+        try:
+            value = fn(arguments)
+        except BaseException as err:  # handed to the awaiting side, which re-raises it
+            error: BaseException | None = err
+            value = None
+        else:
+            error = None
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=work, name=f"mdap-tool-{getattr(fn, '__name__', 'fn')}", daemon=True).start()
+    return await future
 
 
 class Workspace:
