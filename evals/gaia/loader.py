@@ -190,29 +190,28 @@ def _question(record: Mapping[str, Any], where: str, folder: Path) -> GaiaQuesti
         level=_level(record["Level"], where),
         final_answer=_text(record, "Final answer", where),
         file_name=file_name,
-        attachment=_attachment(file_name, f"{where}, field 'file_name' (task {task_id!r})", folder)
-        if file_name
-        else None,
+        attachment=_attachment(file_name, task_id, where, folder) if file_name else None,
         annotator_metadata=meta,
     )
 
 
-def _attachment(file_name: str, where: str, folder: Path) -> Path:
+def _attachment(file_name: str, task_id: str, where: str, folder: Path) -> Path:
     """The attachment ``folder/file_name``: a file inside ``folder``, also once symlinks are resolved (so the
     metadata cannot make a worker read a file elsewhere).
 
     Raises:
         ConfigError: an absolute name or one with ``..``, a missing file, or one that leads out of ``folder``.
     """
+    where, task = f"{where}, field 'file_name'", f"(task {task_id!r})"
     parts = PurePosixPath(file_name.replace("\\", "/"))
     if parts.is_absolute() or ".." in parts.parts:
-        raise ConfigError(f"{where}: {file_name!r} must be a file name inside {folder}")
+        raise ConfigError(f"{where}: {file_name!r} must be a file name inside {folder} {task}")
     path = folder / parts
     if not path.is_file():
-        raise ConfigError(f"{where}: the attachment {path} does not exist")
+        raise ConfigError(f"{where}: the attachment {path} does not exist {task}")
     if not path.resolve().is_relative_to(folder.resolve()):
         raise ConfigError(
-            f"{where}: the attachment {path} leads outside the dataset folder {folder} (through a symlink); "
+            f"{where}: the attachment {path} leads outside the dataset folder {folder} (through a symlink) {task}; "
             "put the file itself in the folder"
         )
     return path

@@ -12,6 +12,7 @@ subtask is the answerer's, which depends on every other sink.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -175,6 +176,18 @@ def _without_answer(plan: Plan) -> Plan:
     return Plan(subtasks=steps or plan.subtasks, notes=plan.notes)
 
 
+def _copy_in(source: Path, dest: Path) -> None:
+    """Copy the attachment to ``dest`` in the workspace, replacing what is there: a symlink or hardlink an earlier
+    run left at that name is removed, never written through."""
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    else:
+        dest.unlink(missing_ok=True)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+        shutil.copyfileobj(src, out)
+
+
 def gaia_pipeline(
     model: ChatModel,
     question: GaiaQuestion,
@@ -214,7 +227,7 @@ def gaia_pipeline(
     attachment = None
     if question.attachment is not None:
         attachment = ws.root / question.attachment.name
-        shutil.copyfile(question.attachment, attachment)
+        _copy_in(question.attachment, attachment)
     solver_voter: Voter = FirstToAheadByK(
         k=1, temperature=temperature, first_temperature=0.0, max_samples=3, max_tokens=max_tokens, adapter=adapter
     )

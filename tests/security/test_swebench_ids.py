@@ -9,8 +9,14 @@ import pytest
 
 from mdap.cli import main
 from mdap.errors import ConfigError
-from mdap.evals.swebench import MiniSuite, PipelineOptions, build_mini, load_predictions, run_swebench
-from mdap.evals.swebench import simulated_swebench_model
+from mdap.evals.swebench import (
+    MiniSuite,
+    PipelineOptions,
+    build_mini,
+    load_predictions,
+    run_swebench,
+    simulated_swebench_model,
+)
 
 
 @pytest.fixture(scope="module")
