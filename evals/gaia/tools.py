@@ -8,6 +8,8 @@ import contextlib
 import json
 import math
 import operator
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,29 @@ def calculator_tool() -> Tool:
     )
 
 
+_MAX_BYTES = 16 << 20
+
+
+def _read_plain(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``path`` if it is still a plain file: not a symlink (not followed), not a
+    hardlink, not a FIFO or device; the python tool may have replaced the copy in the workspace."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ToolError(f"{path.name} is no longer in the working directory") from None
+    except OSError as err:
+        kind = "a symlink" if path.is_symlink() else f"not readable ({err.strerror or err})"
+        raise ToolError(f"refused: {path.name} is {kind}; the attachment is read only as a plain file") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ToolError(f"refused: {path.name} is not a regular file any more")
+        if st.st_nlink > 1:
+            raise ToolError(f"refused: {path.name} is hardlinked ({st.st_nlink} names); it may be a file elsewhere")
+        return f.read(limit)
+
+
 def attachment_tool(attachment: Path | None, *, max_chars: int = 12_000) -> Tool:
     """``read_attachment``: returns the question's attached file as text (JSON pretty-printed).
 
@@ -120,7 +145,7 @@ def attachment_tool(attachment: Path | None, *, max_chars: int = 12_000) -> Tool
     async def run(args: dict[str, Any]) -> str:
         if attachment is None:
             raise ToolError("this question has no attached file")
-        data = await asyncio.to_thread(attachment.read_bytes)
+        data = await asyncio.to_thread(_read_plain, attachment, _MAX_BYTES)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -79,3 +79,20 @@ def test_the_attachment_copy_does_not_write_through_a_symlink_in_the_workspace(t
     gaia_pipeline(SimulatedModel(lambda messages: "4"), q, ws, planner="fixed")
     assert (outside / "secret.txt").read_text() == "top secret\n"
     assert not (ws / "data.txt").is_symlink() and (ws / "data.txt").read_text() == "2 + 2\n"
+
+
+async def test_read_attachment_does_not_follow_a_symlink_put_in_its_place(tmp_path: Path, outside: Path) -> None:
+    from mdap.evals.gaia.tools import attachment_tool
+
+    copy = tmp_path / "ws" / "data.txt"
+    copy.parent.mkdir()
+    os.symlink(outside / "secret.txt", copy)  # the python tool replaced the copy with a link
+    got = await attachment_tool(copy).call({})
+    assert got.startswith("error: refused: data.txt is a symlink") and "top secret" not in got
+    copy.unlink()
+    os.link(outside / "secret.txt", copy)
+    got = await attachment_tool(copy).call({})
+    assert got.startswith("error: refused: data.txt is hardlinked") and "top secret" not in got
+    copy.unlink()
+    copy.write_text("2 + 2\n")
+    assert await attachment_tool(copy).call({}) == "data.txt:\n2 + 2\n"
