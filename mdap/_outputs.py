@@ -172,9 +172,15 @@ def disk_full_error(
 
 @contextlib.contextmanager
 def guard_outputs(*outputs: str | Path | None, rerun: str = RERUN) -> Iterator[None]:
-    """Turn a disk-full error inside the block into an OutputError naming the output that filled the disk."""
+    """Turn a disk-full error inside the block into an OutputError naming the output that filled the disk
+    (an OutputError raised inside gets ``rerun`` as its advice, too)."""
     try:
         yield
+    except OutputError as err:
+        text = str(err)
+        if rerun == RERUN or not text.endswith(": " + RERUN):
+            raise
+        raise OutputError(text[: -len(RERUN)] + rerun) from err
     except (OSError, sqlite3.Error) as err:
         full = disk_full_error(err, outputs, rerun=rerun)
         if full is None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mdap._outputs import RERUN, write_atomic, writing
 from mdap.agents import Sandbox
 from mdap.errors import ConfigError
 
@@ -104,9 +105,13 @@ class GradeReport(BaseModel):
             instances={g.instance_id: g for g in grades},
         )
 
-    def write(self, path: str | Path) -> None:
-        """Write the report as JSON."""
-        Path(path).write_text(self.model_dump_json(indent=2) + "\n")
+    def write(self, path: str | Path, *, rerun: str = RERUN) -> None:
+        """Write the report as JSON, atomically (never half a file).
+
+        Raises:
+            OutputError: it could not be written (the message names ``path``; a full disk says so).
+        """
+        write_atomic(path, self.model_dump_json(indent=2) + "\n", rerun=rerun)
 
 
 def patch_files(patch: str) -> list[str]:
@@ -203,8 +208,9 @@ def grade_instance(
     finally:
         grade.seconds = round(time.perf_counter() - t0, 3)
         if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            log_file.write_text(log or (grade.error or "") + "\n")
+            with writing(log_file):
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                log_file.write_text(log or (grade.error or "") + "\n")
         shutil.rmtree(tmp, ignore_errors=True)
 
 

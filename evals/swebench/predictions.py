@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mdap._outputs import writing
 from mdap.errors import ConfigError
 
 from .instances import check_name
@@ -31,14 +32,18 @@ class Prediction(BaseModel):
         return check_name(value, "instance_id")
 
 
-def load_predictions(path: str | Path) -> dict[str, Prediction]:
+def load_predictions(path: str | Path, *, unique: bool = False) -> dict[str, Prediction]:
     """Read predictions from JSONL (one per line), a JSON list, or a JSON object keyed by instance id.
 
-    The last prediction of an instance wins (a resumed run appends).
+    Args:
+        path: the predictions file.
+        unique: an instance predicted twice is an error (predictions to grade: which one counts is not ours
+            to guess); otherwise the last prediction of an instance wins (a run's own file, appended to).
 
     Raises:
         ConfigError: a missing file, a line that is not JSON, or a prediction without ``instance_id``; the
-            message names the file, the line and the field.
+            message names the file, the line and the field. With ``unique``, the instances predicted more
+            than once, with where.
     """
     path = Path(path)
     if not path.is_file():
@@ -67,6 +72,7 @@ def load_predictions(path: str | Path) -> dict[str, Prediction]:
                 except json.JSONDecodeError as err:
                     raise ConfigError(f"{path}: line {number} is not valid JSON: {err}") from None
     out: dict[str, Prediction] = {}
+    seen: dict[str, list[str]] = {}
     for where, record in records:
         try:
             pred = Prediction.model_validate(record)
@@ -75,10 +81,22 @@ def load_predictions(path: str | Path) -> dict[str, Prediction]:
             field = ".".join(str(p) for p in e["loc"]) or "?"
             raise ConfigError(f"{path}: {where}: field {field}: {e['msg']}") from None
         out[pred.instance_id] = pred
+        seen.setdefault(pred.instance_id, []).append(where)
+    twice = {iid: places for iid, places in seen.items() if len(places) > 1}
+    if unique and twice:
+        shown = "; ".join(f"{iid} ({', '.join(places)})" for iid, places in list(twice.items())[:5])
+        more = f" (+{len(twice) - 5} more)" if len(twice) > 5 else ""
+        raise ConfigError(
+            f"{path}: {len(twice)} instance(s) predicted more than once: {shown}{more}; keep one prediction each"
+        )
     return out
 
 
 def append_prediction(path: Path, prediction: Prediction) -> None:
-    """Append one prediction to a JSONL file (flushed, so a killed run keeps it)."""
-    with path.open("a", encoding="utf-8") as f:
+    """Append one prediction to a JSONL file (flushed, so a killed run keeps it).
+
+    Raises:
+        OutputError: it could not be written (a full disk).
+    """
+    with writing(path), path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(prediction.model_dump(), ensure_ascii=False) + "\n")

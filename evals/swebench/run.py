@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import shutil
 import time
@@ -21,8 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mdap._outputs import is_disk_full, output_error, write_atomic, writing
 from mdap.agents import Sandbox
-from mdap.errors import ConfigError, MdapError
+from mdap.errors import ConfigError, MdapError, OutputError
 from mdap.models import ChatModel
 
 from ._proc import GitError, checkout_at
@@ -120,7 +122,11 @@ async def run_instance(
             report=result.report.summary_dict(),
         )
     except (GitError, MdapError, OSError) as err:
-        # an infrastructure failure (checkout, model server, disk) of this instance: recorded as an error and
+        if isinstance(err, OutputError):
+            raise
+        if is_disk_full(err) or "No space left on device" in str(err):  # git's own message, too: stop the run
+            raise output_error(OSError(errno.ENOSPC, "No space left on device"), work) from err
+        # an infrastructure failure (checkout, model server) of this instance: recorded as an error and
         # not as a prediction, so the other instances go on and a resumed run tries this one again
         patch = ""
         traj.update(status="error", error=f"{type(err).__name__}: {err}")
@@ -129,7 +135,7 @@ async def run_instance(
             shutil.rmtree(work, ignore_errors=True)
     traj["seconds"] = round(time.perf_counter() - t0, 3)
     traj["model_patch"] = patch
-    inside(traj_dir, f"{instance.instance_id}.json").write_text(json.dumps(traj, indent=2) + "\n")
+    write_atomic(inside(traj_dir, f"{instance.instance_id}.json"), json.dumps(traj, indent=2) + "\n")
     return patch, traj
 
 
@@ -202,7 +208,7 @@ async def run_swebench(
             else:
                 pred = Prediction(instance_id=inst.instance_id, model_name_or_path=model_name, model_patch=patch)
                 append_prediction(preds_file, pred)
-                with results_file.open("a", encoding="utf-8") as f:
+                with writing(results_file), results_file.open("a", encoding="utf-8") as f:
                     f.write(res.model_dump_json() + "\n")
                 results[inst.instance_id] = res
             if bar is not None:
@@ -240,7 +246,7 @@ async def run_swebench(
         per_instance=ordered,
     )
     slim = summary.model_dump_json(indent=2, exclude={"per_instance": {"__all__": {"grade"}}})
-    (out / "summary.json").write_text(slim + "\n")
+    write_atomic(out / "summary.json", slim + "\n")
     with contextlib.suppress(OSError):
         (out / "work").rmdir()  # only when empty: kept checkouts stay
     return summary, report

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mdap._cli._args import id_list
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
-from mdap.errors import ConfigError
+from mdap._outputs import check_output_dir, check_output_file, guard_outputs
+from mdap.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
     from mdap.agents import Sandbox
 
 __all__ = ["add_parser"]
+
+_REGRADE = "free space and grade again"
 
 
 def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -95,6 +99,8 @@ def _swebench(args: argparse.Namespace) -> int:
         instances = instances[: args.limit]
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if not 0.0 <= args.solve_rate <= 1.0:  # NaN fails too
+        raise ConfigError(f"--solve-rate is a fraction of the instances: between 0 and 1, got {args.solve_rate:g}")
     box = use_sandbox(args, check=args.harness != "official" or not args.grade_only)
     if args.grade_only:
         return _grade_only(args, instances, box)
@@ -108,9 +114,11 @@ def _grade_only(args: argparse.Namespace, instances: list[Any], box: Sandbox) ->
 
     if args.predictions is None or args.report is None:
         raise ConfigError("--grade-only needs --predictions FILE and --report FILE")
-    parent = args.report.parent if str(args.report.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"cannot write the report to {args.report}: directory {parent} does not exist")
+    check_output_file(args.report, "--report")
+    parent = args.report.parent
+    if args.harness != "official":
+        check_output_dir(parent / "logs", "--report's test logs")
+    predictions = load_predictions(args.predictions, unique=True)  # before any grading: one prediction each
     if args.harness == "official":
         from mdap.evals.swebench.instances import check_name
 
@@ -129,7 +137,6 @@ def _grade_only(args: argparse.Namespace, instances: list[Any], box: Sandbox) ->
         )
         print(f"wrote {path} (swebench.harness.run_evaluation)")
         return 0
-    predictions = load_predictions(args.predictions)
     wanted = {i.instance_id for i in instances}
     if args.ids or args.limit:
         predictions = {k: v for k, v in predictions.items() if k in wanted}
@@ -139,27 +146,44 @@ def _grade_only(args: argparse.Namespace, instances: list[Any], box: Sandbox) ->
 
         bar = tqdm(total=len(predictions), desc="grading", unit="inst", dynamic_ncols=True)
     try:
-        report = asyncio.run(
-            grade_predictions(
-                predictions,
-                instances,
-                args.repos,
-                workers=args.workers,
-                timeout_s=args.test_timeout,
-                kind=args.grader,
-                plugin_autoload=args.plugin_autoload,
-                log_dir=parent / "logs",
-                sandbox=box,
-                on_done=(lambda _g: bar.update(1)) if bar is not None else None,
+        with guard_outputs(parent / "logs", args.report, rerun=_REGRADE):
+            report = asyncio.run(
+                grade_predictions(
+                    predictions,
+                    instances,
+                    args.repos,
+                    workers=args.workers,
+                    timeout_s=args.test_timeout,
+                    kind=args.grader,
+                    plugin_autoload=args.plugin_autoload,
+                    log_dir=parent / "logs",
+                    sandbox=box,
+                    on_done=(lambda _g: bar.update(1)) if bar is not None else None,
+                )
             )
-        )
     finally:
         if bar is not None:
             bar.close()
-    report.write(args.report)
-    print(grade_table(report))
+    print(grade_table(report))  # before the report is written: a report that cannot be written loses nothing
+    try:
+        report.write(args.report, rerun=_REGRADE)
+    except OutputError as err:
+        print(f"mdap: error: the grading finished but its report was not written: {err}", file=sys.stderr)
+        return 1
     print(f"wrote {args.report}")
+    if report.error_ids:
+        _grading_errors(report.errors)
+        return 1
     return 0
+
+
+def _grading_errors(errors: dict[str, str]) -> None:
+    print(
+        f"mdap: error: {len(errors)} prediction(s) could not be graded to the end: {', '.join(errors)}",
+        file=sys.stderr,
+    )
+    for iid, error in errors.items():
+        print(f"error {iid}: {error.splitlines()[0][:300] if error else ''}", file=sys.stderr)
 
 
 async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> int:
@@ -189,22 +213,24 @@ async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> 
         plugin_autoload=args.plugin_autoload,
     )
     out = args.out or Path(".mdap/swebench")
+    check_output_dir(out, "--out")
     try:
-        summary, _report = await run_swebench(
-            instances,
-            args.repos,
-            out,
-            model,
-            model_name=name,
-            options=options,
-            workers=args.workers,
-            resume=args.resume,
-            grade=not args.no_grade,
-            grade_timeout_s=args.test_timeout,
-            keep_checkouts=args.keep_checkouts,
-            progress=not args.no_progress,
-            sandbox=box,
-        )
+        with guard_outputs(out):
+            summary, _report = await run_swebench(
+                instances,
+                args.repos,
+                out,
+                model,
+                model_name=name,
+                options=options,
+                workers=args.workers,
+                resume=args.resume,
+                grade=not args.no_grade,
+                grade_timeout_s=args.test_timeout,
+                keep_checkouts=args.keep_checkouts,
+                progress=not args.no_progress,
+                sandbox=box,
+            )
     finally:
         stop = getattr(model, "stop", None)
         if stop is not None:
@@ -215,4 +241,7 @@ async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> 
     failed = [r for r in summary.per_instance if r.status == "error"]
     for r in failed:
         print(f"error {r.instance_id}: {(r.error or '')[:300]} (run again with --resume to retry it)")
-    return 1 if failed else 0
+    ungraded = {r.instance_id: r.grade.error for r in summary.per_instance if r.grade is not None and r.grade.error}
+    if ungraded:
+        _grading_errors(ungraded)
+    return 1 if failed or ungraded else 0
