@@ -1,12 +1,15 @@
-"""``mdap serve``: run vLLM's OpenAI-compatible server for a base model and its LoRA adapters."""
+"""``mdap serve``: run vLLM's OpenAI-compatible server for a base model and its LoRA adapters, or (``--simulated``)
+mdap's simulated OpenAI-compatible server."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from types import FrameType
 
 from mdap.errors import ConfigError
@@ -21,6 +24,29 @@ def _adapter(value: str) -> tuple[str, str]:
     return name, path
 
 
+def _finite(low: float, high: float = math.inf) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            x = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        if not (math.isfinite(x) and low <= x <= high):
+            raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {high:g}], got {value!r}")
+        return x
+
+    return parse
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value!r}")
+    return port
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` subcommand."""
     p = sub.add_parser(
@@ -29,16 +55,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description=(
             "Start vLLM's OpenAI-compatible server for a base model with LoRA enabled, wait until it is healthy, "
             "print its URL, and keep it running until Ctrl-C or SIGTERM. Use --base local for the embedded "
-            "SmolLM2-135M-Instruct on the CPU. Arguments after -- go to vLLM as given."
+            "SmolLM2-135M-Instruct on the CPU. Arguments after -- go to vLLM as given. With --simulated, serve "
+            "mdap's simulated OpenAI-compatible server instead (no model, no GPU): for load tests of any client."
         ),
     )
-    p.add_argument("--base", required=True, help="base model: an HF model folder, a hub id, or 'local'")
+    p.add_argument("--base", default=None, help="base model: an HF model folder, a hub id, or 'local' (vLLM)")
+    p.add_argument("--simulated", action="store_true", help="serve the simulated model instead of vLLM")
+    p.add_argument("--task", choices=("hanoi", "echo"), default="hanoi", help="simulated: what it answers")
+    p.add_argument(
+        "--error-rate", type=_finite(0.0, 1.0), default=0.0, help="simulated: per-sample wrong-answer rate"
+    )
+    p.add_argument(
+        "--latency-ms", type=_finite(0.0, 3_600_000.0), default=0.0, help="simulated: milliseconds per request"
+    )
+    p.add_argument("--fault-rate", type=_finite(0.0, 1.0), default=0.0, help="simulated: share of requests => 503")
+    p.add_argument("--seed", type=int, default=0, help="simulated: seed of the answers and faults")
     p.add_argument(
         "--adapter", type=_adapter, action="append", default=[], metavar="NAME=PATH", help="serve a LoRA adapter"
     )
     p.add_argument("--served-name", default=None, help="model name for the base (default: --base as given)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    p.add_argument("--port", type=_port, default=None, help="port (default: a free one)")
     p.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: vLLM's; local: bfloat16)")
     p.add_argument("--max-model-len", type=int, default=None, help="context length limit")
     p.add_argument("--max-loras", type=int, default=4, help="adapters in one batch (default 4)")
@@ -53,7 +90,30 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(handler=_serve)
 
 
+def _serve_simulated(args: argparse.Namespace) -> int:
+    from mdap.evals.hanoi import simulated_hanoi_model
+    from mdap.models import SimulatedModel
+    from mdap.models._process import free_port
+    from mdap.models.sim_server import RunningServer, SimServer
+
+    if args.task == "hanoi":
+        model = simulated_hanoi_model(error_rate=args.error_rate, seed=args.seed)
+    else:
+        model = SimulatedModel(lambda messages: messages[-1]["content"], error_rate=args.error_rate, seed=args.seed)
+    sim = SimServer(model, name=args.served_name or "simulated", latency_s=args.latency_ms / 1000,
+                    fault_rate=args.fault_rate, seed=args.seed, api_key=args.api_key)  # fmt: skip
+    server = RunningServer(sim, host=args.host, port=args.port or free_port(args.host))
+    print(f"mdap: serving the simulated {args.task} model {sim.name!r} at {server.base_url}; Ctrl-C to stop", flush=True)
+    server.run()  # until Ctrl-C or SIGTERM
+    print("mdap: server stopped", file=sys.stderr)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.simulated:
+        return _serve_simulated(args)
+    if args.base is None:
+        raise ConfigError("mdap serve needs --base (a model for vLLM) or --simulated")
     from mdap.models import VLLMServer
     from mdap.models.local import HUB_ID, LOCAL_MODEL_NAME, local_model_dir, missing_packages
     from mdap.models.local import INSTALL_HINT as LOCAL_HINT
