@@ -225,10 +225,12 @@ def file_tools(
 
     async def list_files(args: dict[str, Any]) -> str:
         names, stopped = _files.list_dir(
-            workspace.root, workspace.parts(str(args.get("path") or ".")), max_entries=max_hits * 4
+            workspace.root, workspace.parts(str(args.get("path") or ".")), max_entries=max_files
         )
-        more = f"\n...(listed the first {len(names)} entries)" if stopped else ""
-        return "\n".join(names) + more if names else "(empty)"
+        shown = names[: max_hits * 4]
+        more = len(names) - len(shown)
+        note = f"\n...({more}{'+' if stopped else ''} more entries)" if more or stopped else ""
+        return "\n".join(shown) + note if names else "(empty)"
 
     async def search_files(args: dict[str, Any]) -> str:
         try:
@@ -236,11 +238,13 @@ def file_tools(
         except re.error as err:
             raise ToolError(f"bad regular expression: {err}") from None
         glob = str(args.get("glob") or "*")
-        if "\x00" in glob or glob.startswith(("/", "~")) or ".." in PurePosixPath(glob).parts:
+        if "\x00" in glob or glob.startswith("/") or ".." in PurePosixPath(glob).parts:
             raise ToolError(
                 f"refused: the glob {glob!r} is absolute or climbs out with '..'; use a glob inside the "
                 "workspace such as '*.py' or 'src/*.py'"
             )
+        while glob.startswith("**/"):  # '**/x' = 'x' at any depth, as every glob here is
+            glob = glob[3:]
         hits: list[str] = []
         files = read = 0
         note = ""

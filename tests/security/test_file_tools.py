@@ -111,3 +111,18 @@ async def test_file_tools_still_work_in_nested_folders(tmp_path: Path) -> None:
     assert (await tools["write_file"].call({"path": "a", "content": "x"})) == "error: 'a' is a directory"
     os.mkfifo(ws.root / "fifo")
     assert (await tools["read_file"].call({"path": "fifo"})).startswith("error: refused: 'fifo' is not a regular file")
+
+
+async def test_recursive_globs_and_long_listings(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    (ws.root / "d").mkdir()
+    (ws.root / "top.py").write_text("x = 1\n")
+    (ws.root / "d" / "deep.py").write_text("x = 2\n")
+    tools = _tools(ws, max_hits=3)
+    assert (
+        await tools["search_files"].call({"pattern": "x", "glob": "**/*.py"}) == "d/deep.py:1: x = 2\ntop.py:1: x = 1"
+    )
+    for i in range(12):
+        (ws.root / f"f{i:02d}").write_text("")
+    listed = (await tools["list_files"].call({})).splitlines()
+    assert listed == ["d/", *(f"f{i:02d}" for i in range(11)), "...(2 more entries)"]
