@@ -13,11 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from mdap._outputs import writing
 from mdap.errors import CheckpointError
 
-__all__ = ["CACHE_FILE", "ScoreCache", "UnitKey"]
+__all__ = ["CACHE_FILE", "RERUN_ATTRIBUTION", "ScoreCache", "UnitKey"]
 
 CACHE_FILE = "scores.jsonl"
+RERUN_ATTRIBUTION = "free space and run the same command again (the score cache resumes it)"
 _VERSION = 1
 
 UnitKey = tuple[frozenset[str], int]
@@ -79,7 +81,7 @@ class ScoreCache:
     def _append(self, entry: dict[str, Any]) -> None:
         if self.path is None:
             return
-        with self.path.open("a") as f:
+        with writing(self.path, rerun=RERUN_ATTRIBUTION), self.path.open("a") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())

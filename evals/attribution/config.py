@@ -26,9 +26,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from mdap._outputs import check_output_dir
 from mdap.errors import ConfigError
 
-from ._cache import CACHE_FILE
+from ._cache import CACHE_FILE, RERUN_ATTRIBUTION
 from .game import Game, ModuleSlots
 from .hanoi import hanoi_game
 from .plot import plot_attribution
@@ -128,13 +129,14 @@ def write_outputs(report: AttributionReport, out_dir: Path, *, plot: bool = True
 
     Raises:
         ConfigError: ``plot`` without matplotlib installed.
+        OutputError: a file could not be written (a full disk); the previous version of each stays.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"report": out_dir / "report.json", "scores": out_dir / "scores.csv"}
-    report.write_json(paths["report"])
-    report.write_scores_csv(paths["scores"])
+    report.write_json(paths["report"], rerun=RERUN_ATTRIBUTION)
+    report.write_scores_csv(paths["scores"], rerun=RERUN_ATTRIBUTION)
     if plot:
-        paths["plot"] = plot_attribution(report, out_dir / "attribution.png")
+        paths["plot"] = plot_attribution(report, out_dir / "attribution.png", rerun=RERUN_ATTRIBUTION)
     return paths
 
 
@@ -163,6 +165,7 @@ def run_config(
     cfg = load_config(path)
     game = cfg.game()
     out_dir = output or cfg.output_dir
+    check_output_dir(out_dir, "--out" if output is not None else "the config's output directory")
     if plot:  # fail before the long part if the chart cannot be drawn
         try:
             import matplotlib  # noqa: F401

@@ -5,8 +5,10 @@ matplotlib is an optional extra (``pip install 'mdap[plot]'``), imported only wh
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from mdap._outputs import RERUN, write_atomic
 from mdap.errors import ConfigError
 
 from .report import AttributionReport, Estimate
@@ -20,11 +22,12 @@ def _errors(estimates: list[Estimate]) -> list[list[float]]:
     return [below, above]
 
 
-def plot_attribution(report: AttributionReport, path: str | Path) -> Path:
-    """Draw the report's values per slot as bars with their confidence intervals and save a PNG.
+def plot_attribution(report: AttributionReport, path: str | Path, *, rerun: str = RERUN) -> Path:
+    """Draw the report's values per slot as bars with their confidence intervals and save a PNG (atomically).
 
     Raises:
         ConfigError: matplotlib is not installed (install the ``plot`` extra).
+        OutputError: the PNG could not be written (the previous version stays).
     """
     try:
         import matplotlib
@@ -54,6 +57,8 @@ def plot_attribution(report: AttributionReport, path: str | Path) -> Path:
     ax.legend()
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(out, png.getvalue(), rerun=rerun)
     return out

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from mdap._outputs import RERUN, write_atomic
 
 __all__ = ["AttributionReport", "CoalitionScore", "Estimate", "PairInteraction"]
 
@@ -103,19 +106,28 @@ class AttributionReport(BaseModel):
         lines.append(f"{self.scored} unit(s) scored, {self.cached} from cache, {self.wall_seconds:.1f} s")
         return "\n".join(lines)
 
-    def write_json(self, path: str | Path) -> None:
-        """Write the whole report as indented JSON."""
-        Path(path).write_text(self.model_dump_json(indent=2) + "\n")
+    def write_json(self, path: str | Path, *, rerun: str = RERUN) -> None:
+        """Write the whole report as indented JSON, atomically.
 
-    def write_scores_csv(self, path: str | Path) -> None:
-        """Write the raw per-coalition scores: one row per coalition and seed."""
-        with Path(path).open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["coalition", *self.players, "seed", "score"])
-            for c in self.coalitions:
-                flags = [int(p in c.coalition) for p in self.players]
-                for seed, score in zip(self.seeds, c.scores, strict=False):
-                    w.writerow(["+".join(c.coalition) or "(none)", *flags, seed, repr(score)])
+        Raises:
+            OutputError: it could not be written (the previous version stays).
+        """
+        write_atomic(path, self.model_dump_json(indent=2) + "\n", rerun=rerun)
+
+    def write_scores_csv(self, path: str | Path, *, rerun: str = RERUN) -> None:
+        """Write the raw per-coalition scores: one row per coalition and seed, atomically.
+
+        Raises:
+            OutputError: it could not be written (the previous version stays).
+        """
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(["coalition", *self.players, "seed", "score"])
+        for c in self.coalitions:
+            flags = [int(p in c.coalition) for p in self.players]
+            for seed, score in zip(self.seeds, c.scores, strict=False):
+                w.writerow(["+".join(c.coalition) or "(none)", *flags, seed, repr(score)])
+        write_atomic(path, buf.getvalue(), rerun=rerun)
 
 
 def _short(value: Any, limit: int = 40) -> str:
