@@ -21,7 +21,7 @@ from mdap.models import ChatModel
 from mdap.voters import Calibration, FirstToAheadByK, Voter, expected_samples, sample_ballot
 
 from ._progress import Progress
-from .checkpoint import Checkpoint, RunLock, TraceWriter, lock_path, same_file
+from .checkpoint import Checkpoint, Counters, RunLock, TraceWriter, lock_path, same_file
 from .microstep import Chain, Microstep
 from .pool.base import Pool
 from .pool.local import LocalPool
@@ -246,7 +246,7 @@ class Executor(Generic[S, A]):
                     state=ms.dump_state(state),
                     k=k,
                     calibration=calibration,
-                    counters=snapshot(next_step),
+                    counters=Counters.model_validate(snapshot(next_step)),
                     trace=trace_path,
                     trace_bytes=trace.sync() if trace else None,
                     trace_tail=trace.tail() if trace else None,
