@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, Field, ValidationError
 
+from mdap._outputs import write_atomic
 from mdap.errors import ConfigError
 from mdap.types import Message
 
@@ -94,11 +95,13 @@ def read_examples(path: Path) -> list[TrainingExample]:
 
 
 def write_examples(path: Path, examples: Sequence[TrainingExample]) -> None:
-    """Write examples as JSONL (one per line)."""
+    """Write examples as JSONL (one per line), atomically.
+
+    Raises:
+        OutputError: the file could not be written (a full disk); the previous version stays.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with Path(path).open("w") as fh:
-        for ex in examples:
-            fh.write(ex.model_dump_json() + "\n")
+    write_atomic(path, "".join(ex.model_dump_json() + "\n" for ex in examples), rerun="free space and run again")
 
 
 def encode_example(tokenizer: Any, example: TrainingExample, max_length: int) -> tuple[list[int], list[int]]:

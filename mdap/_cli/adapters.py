@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mdap._outputs import check_output_dir, check_output_file, write_atomic
 from mdap.errors import ConfigError
 
 __all__ = ["add_parser"]
+
+_RERUN = "free space and run again"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -99,6 +102,8 @@ def _dataset(args: argparse.Namespace) -> int:
     from mdap.evals.distill import dedup, hanoi_teacher, hanoi_trace_examples, parse_disks, split_heldout
     from mdap.models.lora_data import write_examples
 
+    check_output_file(args.out, "--out", make_parents=True)
+    check_output_file(args.out.with_suffix(".heldout.jsonl"), "--out (its held-out file)", make_parents=True)
     examples = [] if args.no_teacher else hanoi_teacher(parse_disks(args.disks), rotations=not args.no_rotations)
     for trace in args.trace:
         if args.trace_disks is None:
@@ -131,6 +136,7 @@ def _train(args: argparse.Namespace) -> int:
     from mdap.models.training import DEFAULT_TARGETS, TrainConfig, train_adapter
 
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else DEFAULT_TARGETS
+    check_output_dir(args.out or adapters_dir() / args.role, "--out")
     cfg = TrainConfig.build(
         base=_base(args.base), data=args.data, out=args.out or adapters_dir() / args.role, role=args.role,
         rank=args.rank, alpha=args.alpha, targets=targets, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -180,6 +186,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.samples < 2:
         raise ConfigError(f"--samples must be at least 2, got {args.samples}")
+    if args.report is not None:
+        check_output_file(args.report, "--report")
     adapter = resolve_adapter(args.adapter, args.path) if args.adapter else None
     examples = read_examples(args.data)
     if args.states is not None and args.states < len(examples):  # evenly spaced: every task size stays in
@@ -192,7 +200,7 @@ def _eval(args: argparse.Namespace) -> int:
         done.append(report)
         print(f"measured {report.model}{' +decorrelated' if report.decorrelated else ''}", file=sys.stderr)
         if args.report is not None:
-            args.report.write_text(json.dumps([r.model_dump() for r in done], indent=2))
+            write_atomic(args.report, json.dumps([r.model_dump() for r in done], indent=2), rerun=_RERUN)
 
     async def run() -> list[Any]:
         served = {adapter.name: adapter.path} if adapter else None
