@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path, PurePosixPath
 
 from mdap.errors import ToolError
@@ -225,7 +225,9 @@ def list_dir(root: Path, parts: tuple[str, ...], max_entries: int) -> tuple[list
         os.close(fd)
 
 
-def walk_files(root: Path, *, max_entries: int, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, int, str]]:
+def walk_files(
+    root: Path, *, max_entries: int, skip: frozenset[str] = frozenset()
+) -> Generator[tuple[str, int, str], None, None]:
     """(relative path, directory fd, name) of every regular file below ``root``, depth first in name order.
 
     Symlinks are neither followed nor yielded; folders named in ``skip`` are not entered. The fd is valid
