@@ -155,10 +155,10 @@ class Executor(Generic[S, A]):
         assert self.checkpoint is not None
         ms = chain.microstep
         ckpt = Checkpoint.load(self.checkpoint, ms.fingerprint, chain.steps)
-        if ckpt.trace is None and self.trace is not None and ckpt.next_step > 0:
+        if ckpt.trace is None and self.trace is not None:  # the file is not the checkpoint's: never cut it
             raise CheckpointError(
-                f"the checkpoint {self.checkpoint} was written without a trace, so {self.trace} would miss steps "
-                f"0-{ckpt.next_step - 1}; resume without --trace, or rerun without --resume to start over"
+                f"the checkpoint {self.checkpoint} was written without a trace, so it cannot continue {self.trace}; "
+                "resume without --trace, or rerun without --resume to start over"
             )
         if ckpt.trace is not None and (self.trace is None or not same_file(ckpt.trace, self.trace)):
             raise CheckpointError(
@@ -168,9 +168,7 @@ class Executor(Generic[S, A]):
             )
         try:
             state = ms.load_state(ckpt.state)
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            if isinstance(err, ConfigError):
-                raise CheckpointError(f"checkpoint {self.checkpoint}: {err}; rerun without --resume") from err
+        except (KeyError, TypeError, ValueError, IndexError) as err:  # a microstep's ConfigError is a ValueError
             raise CheckpointError(
                 f"checkpoint {self.checkpoint} holds no valid state of {ms.fingerprint} ({type(err).__name__}: "
                 f"{err}); rerun without --resume to start over"
@@ -179,9 +177,8 @@ class Executor(Generic[S, A]):
 
     async def _run(self, chain: Chain[S, A], resume: bool) -> RunReport:
         ckpt, state = self._resume_point(chain) if resume else (None, chain.initial)
-        # the trace is opened (locked, checked, cut back) before any sampling, so a refusal costs nothing;
-        # a checkpoint of step 0 written without a trace starts the trace afresh (it misses no step)
-        trace = TraceWriter(self.trace, resume=ckpt if ckpt and ckpt.trace else None) if self.trace else None
+        # the trace is opened (locked, checked, cut back) before any sampling, so a refusal costs nothing
+        trace = TraceWriter(self.trace, resume=ckpt) if self.trace else None
         try:
             return await self._decide(chain, ckpt, state, trace)
         finally:
