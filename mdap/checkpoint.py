@@ -91,8 +91,12 @@ class RunLock:
         except OSError as err:
             os.close(fd)
             raise CheckpointError(f"cannot lock {self.what}: {self.path}: {err.strerror or err}") from err
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk: let go of the lock (and the file, so the disk can be unmounted), then say so
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 
