@@ -212,10 +212,10 @@ def file_tools(
     ``max_file_bytes`` of each and ``max_bytes`` in all.
     """
 
-    async def read_file(args: dict[str, Any]) -> str:
+    def read_file(args: dict[str, Any]) -> str:
         return _files.read_text(workspace.root, workspace.parts(str(args["path"])), max_chars)
 
-    async def write_file(args: dict[str, Any]) -> str:
+    def write_file(args: dict[str, Any]) -> str:
         parts = workspace.parts(str(args["path"]))
         if not parts:
             raise ToolError(f"{args['path']!r} is a directory")
@@ -223,7 +223,7 @@ def file_tools(
         _files.write_text(workspace.root, parts, content)
         return f"wrote {len(content)} characters to {'/'.join(parts)}"
 
-    async def list_files(args: dict[str, Any]) -> str:
+    def list_files(args: dict[str, Any]) -> str:
         names, stopped = _files.list_dir(
             workspace.root, workspace.parts(str(args.get("path") or ".")), max_entries=max_files
         )
@@ -232,7 +232,7 @@ def file_tools(
         note = f"\n...({more}{'+' if stopped else ''} more entries)" if more or stopped else ""
         return "\n".join(shown) + note if names else "(empty)"
 
-    async def search_files(args: dict[str, Any]) -> str:
+    def search_files(args: dict[str, Any]) -> str:
         try:
             pattern = re.compile(str(args["pattern"]))
         except re.error as err:
@@ -245,10 +245,15 @@ def file_tools(
             )
         while glob.startswith("**/"):  # '**/x' = 'x' at any depth, as every glob here is
             glob = glob[3:]
+        walk = contextlib.closing(_files.walk_files(workspace.root, max_entries=max_files * 20, skip=_NOT_SEARCHED))
+        with walk as found:
+            return _search(found, pattern, glob)
+
+    def _search(found: Iterator[tuple[str, int, str]], pattern: re.Pattern[str], glob: str) -> str:
         hits: list[str] = []
         files = read = 0
         note = ""
-        for rel, dir_fd, name in _files.walk_files(workspace.root, max_entries=max_files * 20, skip=_NOT_SEARCHED):
+        for rel, dir_fd, name in found:
             if dir_fd < 0:
                 note = f"...(stopped after {max_files * 20} folder entries; narrow the glob)"
                 break
