@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -291,22 +292,28 @@ class TraceWriter:
             missing = " is missing" if isinstance(err, FileNotFoundError) else f": {err.strerror or err}"
             raise CheckpointError(f"cannot {'resume' if resume else 'write'}: trace {path}{missing}") from err
         try:
+            self._regular = stat.S_ISREG(os.fstat(fd).st_mode)  # not a device such as /dev/null: written as is
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if self._regular:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise RunInUse(
                     f"trace {path} is being written by another mdap run; wait for it or write the trace elsewhere",
                     None,
                 ) from None
-            if resume is None:
-                os.ftruncate(fd, 0)
-            else:
+            if resume is not None:
                 self._last = _check_tail(path, resume)
-                os.ftruncate(fd, resume.trace_bytes or 0)
+            if self._regular:
+                os.ftruncate(fd, resume.trace_bytes or 0 if resume is not None else 0)
             self._f: IO[str] = open(fd, "a", buffering=1 << 20, encoding="utf-8")  # noqa: SIM115 -- held for the run
         except BaseException:
             os.close(fd)
             raise
+
+    @property
+    def regular(self) -> bool:
+        """Whether the trace is a regular file (a checkpoint can record and later verify it), not a device."""
+        return self._regular
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""
@@ -316,8 +323,10 @@ class TraceWriter:
         self._last = line
 
     def sync(self) -> int:
-        """Flush to the disk and return the trace length in bytes."""
+        """Flush to the disk and return the trace length in bytes (0 for a device or a pipe)."""
         self._f.flush()
+        if not self._regular:
+            return 0  # a device or a pipe: no length to record
         os.fsync(self._f.fileno())
         return self._f.tell()
 

@@ -10,8 +10,11 @@ step runner, no per-step overhead); a :class:`~mdap.pool.RedisPool` sends each s
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -25,9 +28,9 @@ from .checkpoint import Checkpoint, Counters, RunLock, TraceWriter, lock_path, s
 from .microstep import Chain, Microstep
 from .pool.base import Pool
 from .pool.local import LocalPool
-from .report import RunReport
+from .report import ModuleStats, RunReport
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "combine_reports", "run_path"]
 
 S = TypeVar("S")
 A = TypeVar("A")
@@ -119,7 +122,7 @@ class Executor(Generic[S, A]):
             self.calibration_samples,
             temperature=voter.temperature,
             red_flags=voter.red_flags,
-            max_tokens=voter.max_tokens,
+            max_tokens=voter.request_max_tokens,
             adapter=voter.adapter,
             spread=voter.spread,
         )
@@ -150,12 +153,41 @@ class Executor(Generic[S, A]):
         with lock:
             return await self._run(chain, resume)
 
+    async def run_many(self, chains: Sequence[Chain[S, A]], *, resume: bool = False) -> RunReport:
+        """Run independent ``chains`` at once through this executor's model and pool: one combined report.
+
+        Every chain runs as :meth:`run` runs it; with more than one, each has its own checkpoint and trace
+        (:func:`run_path`: ``checkpoint.json`` -> ``checkpoint.run0.json``, ...) and no progress bar. Their
+        requests share the model, so one client's connection pool and concurrency cap serve them all.
+
+        Returns:
+            The summed report (:func:`combine_reports`): wall time is the batch's, steps per second the
+            aggregate rate, ``modules`` holds each run's figures (``run0``, ``run1``, ...).
+
+        Raises:
+            ConfigError: no chains. Otherwise as :meth:`run`, for any of them.
+        """
+        if not chains:
+            raise ConfigError("run_many needs at least one chain")
+        if len(chains) == 1:
+            return await self.run(chains[0], resume=resume)
+        runs = []
+        for i in range(len(chains)):
+            one = copy.copy(self)
+            one.checkpoint = run_path(self.checkpoint, i) if self.checkpoint is not None else None
+            one.trace = run_path(self.trace, i) if self.trace is not None else None
+            one.progress = False
+            runs.append(one)
+        t0 = time.perf_counter()
+        reports = await asyncio.gather(*(one.run(chain, resume=resume) for one, chain in zip(runs, chains)))
+        return combine_reports(reports, time.perf_counter() - t0)
+
     def _resume_point(self, chain: Chain[S, A]) -> tuple[Checkpoint, S]:
         """The checkpoint to continue and its state, checked against this run's trace before it is touched."""
         assert self.checkpoint is not None
         ms = chain.microstep
         ckpt = Checkpoint.load(self.checkpoint, ms.fingerprint, chain.steps)
-        if ckpt.trace is None and self.trace is not None:  # the file is not the checkpoint's: never cut it
+        if ckpt.trace is None and self.trace is not None and _regular_or_new(self.trace):  # never cut a foreign file
             raise CheckpointError(
                 f"the checkpoint {self.checkpoint} was written without a trace, so it cannot continue {self.trace}; "
                 "resume without --trace, or rerun without --resume to start over"
@@ -178,7 +210,7 @@ class Executor(Generic[S, A]):
     async def _run(self, chain: Chain[S, A], resume: bool) -> RunReport:
         ckpt, state = self._resume_point(chain) if resume else (None, chain.initial)
         # the trace is opened (locked, checked, cut back) before any sampling, so a refusal costs nothing
-        trace = TraceWriter(self.trace, resume=ckpt) if self.trace else None
+        trace = TraceWriter(self.trace, resume=ckpt if ckpt and ckpt.trace else None) if self.trace else None
         try:
             return await self._decide(chain, ckpt, state, trace)
         finally:
@@ -216,7 +248,9 @@ class Executor(Generic[S, A]):
         messages: list[str] = list(counters.get("error_messages", []))
         prior_wall = float(counters.get("wall_seconds", 0.0))
 
-        trace_path = str(self.trace.resolve()) if self.trace else None
+        # a trace on a device (/dev/null, a pipe) is written but not recorded: a resume would have nothing to verify
+        recorded = trace is not None and trace.regular
+        trace_path = str(self.trace.resolve()) if self.trace and recorded else None
         bar = Progress(chain.steps, start, enabled=self.progress, desc=ms.fingerprint)
         t0 = time.perf_counter()
         session_samples = 0
@@ -236,6 +270,7 @@ class Executor(Generic[S, A]):
             }
 
         def save(next_step: int) -> None:
+            length = trace.sync() if trace is not None else 0
             if self.checkpoint is not None:
                 Checkpoint(
                     task=ms.fingerprint,
@@ -245,8 +280,8 @@ class Executor(Generic[S, A]):
                     calibration=calibration,
                     counters=Counters.model_validate(snapshot(next_step)),
                     trace=trace_path,
-                    trace_bytes=trace.sync() if trace else None,
-                    trace_tail=trace.tail() if trace else None,
+                    trace_bytes=length if recorded else None,
+                    trace_tail=trace.tail() if trace and recorded else None,
                     run_id=run_id,
                 ).save(self.checkpoint)
             settled = getattr(decide, "checkpointed", None)  # a pool may drop what a resume no longer needs
@@ -334,3 +369,57 @@ class Executor(Generic[S, A]):
             failure=str(failure) if failure else None,
             failure_tally=failure.tally if failure else None,
         )
+
+
+def _regular_or_new(path: Path) -> bool:
+    """Whether ``path`` is a regular file or does not exist yet (not a device such as /dev/null)."""
+    return not path.exists() or path.is_file()
+
+
+def run_path(path: Path, run: int) -> Path:
+    """The file of run number ``run`` in a batch (:meth:`Executor.run_many`): ``trace.jsonl`` -> ``trace.run0.jsonl``."""
+    return path.with_name(f"{path.stem}.run{run}{path.suffix}")
+
+
+def combine_reports(reports: Sequence[RunReport], wall_seconds: float) -> RunReport:
+    """One report for runs made at the same time: counts summed, ``wall_seconds`` the batch's, each run's
+    figures under ``modules["run<i>"]``, errors and failures prefixed with their run."""
+    first = reports[0]
+    red_flags: dict[str, int] = {}
+    for r in reports:
+        for kind, c in r.red_flags.items():
+            red_flags[kind] = red_flags.get(kind, 0) + c
+    failures = [f"run {i}: {r.failure}" for i, r in enumerate(reports) if r.failure]
+    failed = next((r for r in reports if r.failure_tally), None)
+    errors = [r.errors for r in reports if r.errors is not None]
+    ks = {r.k for r in reports}
+    expected = {r.expected_samples_per_step for r in reports}
+    return RunReport(
+        task=first.task if all(r.task == first.task for r in reports) else ",".join(r.task for r in reports),
+        total_steps=sum(r.total_steps for r in reports),
+        steps=sum(r.steps for r in reports),
+        completed=all(r.completed for r in reports),
+        errors=sum(errors) if errors else None,
+        first_error_step=next((r.first_error_step for r in reports if r.first_error_step is not None), None),
+        error_messages=[f"run {i}: {m}" for i, r in enumerate(reports) for m in r.error_messages][:_MAX_ERROR_MESSAGES],
+        samples=sum(r.samples for r in reports),
+        red_flags=red_flags,
+        contested_steps=sum(r.contested_steps for r in reports),
+        completion_tokens=sum(r.completion_tokens for r in reports),
+        prompt_tokens=sum(r.prompt_tokens for r in reports),
+        wall_seconds=wall_seconds,
+        k=ks.pop() if len(ks) == 1 else None,
+        calibration=first.calibration,
+        expected_samples_per_step=expected.pop() if len(expected) == 1 else None,
+        cost=sum(r.cost for r in reports),
+        model_seconds=sum(r.model_seconds for r in reports),
+        modules={
+            f"run{i}": ModuleStats(
+                steps=r.steps, samples=r.samples, red_flags=r.red_flags, completion_tokens=r.completion_tokens,
+                prompt_tokens=r.prompt_tokens, cost=r.cost, model_seconds=r.model_seconds,
+            )  # fmt: skip
+            for i, r in enumerate(reports)
+        },
+        failure="; ".join(failures) or None,
+        failure_tally=failed.failure_tally if failed else None,
+    )

@@ -326,3 +326,23 @@ def test_the_holders_pid_is_read_even_if_written_late(tmp_path: Path) -> None:
         with pytest.raises(RunInUse, match="in use by another process") as info:
             lock(path).acquire()
         assert info.value.pid is None and time.monotonic() - t0 < 2
+
+
+async def test_a_trace_on_dev_null_is_neither_locked_nor_cut_nor_recorded(tmp_path: Path) -> None:
+    null = Path(os.devnull)
+    ckpt = tmp_path / "ckpt.json"
+
+    def executor() -> Executor:  # type: ignore[type-arg]
+        return Executor(
+            simulated_hanoi_model(seed=3), FirstToAheadByK(k=2), checkpoint=ckpt, checkpoint_every=8, trace=null
+        )
+
+    both = await asyncio.gather(
+        executor().run(hanoi_chain(6)),
+        Executor(simulated_hanoi_model(), FirstToAheadByK(k=2), trace=null).run(hanoi_chain(6)),
+    )
+    assert all(r.ok for r in both)  # two runs may share /dev/null
+    saved = json.loads(ckpt.read_text())
+    assert saved["trace"] is None and saved["trace_bytes"] is None
+    report = await executor().run(hanoi_chain(6), resume=True)
+    assert report.ok and report.resumed_from == 63
