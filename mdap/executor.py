@@ -179,7 +179,8 @@ class Executor(Generic[S, A]):
             one.progress = False
             runs.append(one)
         t0 = time.perf_counter()
-        reports = await asyncio.gather(*(one.run(chain, resume=resume) for one, chain in zip(runs, chains)))
+        pairs = zip(runs, chains, strict=True)
+        reports = await asyncio.gather(*(one.run(chain, resume=resume) for one, chain in pairs))
         return combine_reports(reports, time.perf_counter() - t0)
 
     def _resume_point(self, chain: Chain[S, A]) -> tuple[Checkpoint, S]:
@@ -377,7 +378,7 @@ def _regular_or_new(path: Path) -> bool:
 
 
 def run_path(path: Path, run: int) -> Path:
-    """The file of run number ``run`` in a batch (:meth:`Executor.run_many`): ``trace.jsonl`` -> ``trace.run0.jsonl``."""
+    """The file of run ``run`` of a batch (:meth:`Executor.run_many`): ``trace.jsonl`` -> ``trace.run0.jsonl``."""
     return path.with_name(f"{path.stem}.run{run}{path.suffix}")
 
 
@@ -414,11 +415,7 @@ def combine_reports(reports: Sequence[RunReport], wall_seconds: float) -> RunRep
         cost=sum(r.cost for r in reports),
         model_seconds=sum(r.model_seconds for r in reports),
         modules={
-            f"run{i}": ModuleStats(
-                steps=r.steps, samples=r.samples, red_flags=r.red_flags, completion_tokens=r.completion_tokens,
-                prompt_tokens=r.prompt_tokens, cost=r.cost, model_seconds=r.model_seconds,
-            )  # fmt: skip
-            for i, r in enumerate(reports)
+            f"run{i}": ModuleStats(**r.model_dump(include=set(ModuleStats.model_fields))) for i, r in enumerate(reports)
         },
         failure="; ".join(failures) or None,
         failure_tally=failed.failure_tally if failed else None,

@@ -175,14 +175,18 @@ class SimServer:
             choices.append({"index": i, "message": message, "finish_reason": finish})
             used += count
         prompt = sum(_tokens(m["content"]) for m in messages)
-        return 200, {
-            "id": f"chatcmpl-{self.stats['requests']}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": choices,
-            "usage": {"prompt_tokens": prompt, "completion_tokens": used, "total_tokens": prompt + used},
-        }, {}
+        return (
+            200,
+            {
+                "id": f"chatcmpl-{self.stats['requests']}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.name,
+                "choices": choices,
+                "usage": {"prompt_tokens": prompt, "completion_tokens": used, "total_tokens": prompt + used},
+            },
+            {},
+        )
 
 
 def _check(body: Any) -> str | None:
@@ -282,7 +286,7 @@ class RunningServer:
         try:
             import uvicorn
         except ImportError:  # pragma: no cover - a core dependency
-            raise ConfigError("the simulated server needs uvicorn and starlette: pip install uvicorn starlette") from None
+            raise ConfigError("the simulated server needs uvicorn: pip install uvicorn starlette") from None
         self.sim = server
         config = uvicorn.Config(
             app(server), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1
@@ -295,8 +299,8 @@ class RunningServer:
         """The API root, e.g. ``http://127.0.0.1:8000/v1`` (the bound port once started)."""
         host, port = self._uvicorn.config.host, self._uvicorn.config.port
         servers = getattr(self._uvicorn, "servers", None)  # set once it listens
-        if servers:
-            port = servers[0].sockets[0].getsockname()[1]
+        if port == 0 and servers and servers[0].sockets:
+            port = self._uvicorn.config.port = servers[0].sockets[0].getsockname()[1]
         return f"http://{host}:{port}/v1"
 
     def run(self) -> None:
@@ -312,6 +316,7 @@ class RunningServer:
                 raise ConfigError(f"the simulated server did not start on {self._uvicorn.config.host}:"
                                   f"{self._uvicorn.config.port} (port in use?)")  # fmt: skip
             time.sleep(0.01)
+        self.base_url  # noqa: B018  # resolve port 0 to the bound port while the server listens
         return self
 
     def __exit__(

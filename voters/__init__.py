@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .ahead_by_k import FirstToAheadByK
+from .ahead_by_k import MAKER, FirstToAheadByK
 from .base import Ballot, Decision, Parser, Voter
 from .calibration import Calibration, sample_ballot
 from .diagnostics import trace_calibration
@@ -21,6 +21,7 @@ from .transforms import IDENTITY, AnswerTransform, Spread
 
 __all__ = [
     "IDENTITY",
+    "MAKER",
     "NO_RED_FLAGS",
     "PARSE",
     "TOO_LONG",

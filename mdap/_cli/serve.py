@@ -8,8 +8,8 @@ import math
 import signal
 import sys
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from mdap.errors import ConfigError
@@ -62,9 +62,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--base", default=None, help="base model: an HF model folder, a hub id, or 'local' (vLLM)")
     p.add_argument("--simulated", action="store_true", help="serve the simulated model instead of vLLM")
     p.add_argument("--task", choices=("hanoi", "echo"), default="hanoi", help="simulated: what it answers")
-    p.add_argument(
-        "--error-rate", type=_finite(0.0, 1.0), default=0.0, help="simulated: per-sample wrong-answer rate"
-    )
+    p.add_argument("--error-rate", type=_finite(0.0, 1.0), default=0.0, help="simulated: per-sample wrong-answer rate")
     p.add_argument(
         "--latency-ms", type=_finite(0.0, 3_600_000.0), default=0.0, help="simulated: milliseconds per request"
     )
@@ -103,7 +101,8 @@ def _serve_simulated(args: argparse.Namespace) -> int:
     sim = SimServer(model, name=args.served_name or "simulated", latency_s=args.latency_ms / 1000,
                     fault_rate=args.fault_rate, seed=args.seed, api_key=args.api_key)  # fmt: skip
     server = RunningServer(sim, host=args.host, port=args.port or free_port(args.host))
-    print(f"mdap: serving the simulated {args.task} model {sim.name!r} at {server.base_url}; Ctrl-C to stop", flush=True)
+    print(f"mdap: serving the simulated {args.task} model {sim.name!r} at {server.base_url}; Ctrl-C to stop")
+    sys.stdout.flush()
     server.run()  # until Ctrl-C or SIGTERM
     print("mdap: server stopped", file=sys.stderr)
     return 0
