@@ -46,10 +46,14 @@ class ScoreCache:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = _lock(path)
-        if path is not None and path.exists() and path.stat().st_size:
-            self._load(path)
-        elif path is not None:
-            self._append({"mdap_score_cache": _VERSION, "fingerprint": fingerprint})
+        try:
+            if path is not None and path.exists() and path.stat().st_size:
+                self._load(path)
+            elif path is not None:
+                self._append({"mdap_score_cache": _VERSION, "fingerprint": fingerprint})
+        except BaseException:  # not ours, or a full disk: let go of the file
+            self.close()
+            raise
 
     def _load(self, path: Path) -> None:
         raw = path.read_bytes()
