@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from mdap._outputs import check_output_file
 from mdap.errors import ConfigError
 
 __all__ = ["add_parser"]
@@ -113,6 +114,8 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_simulated(args)
     if args.base is None:
         raise ConfigError("mdap serve needs --base (a model for vLLM) or --simulated")
+    if args.log is not None:  # before a model is loaded
+        check_output_file(args.log, "--log")
     from mdap.models import VLLMServer
     from mdap.models.local import HUB_ID, LOCAL_MODEL_NAME, local_model_dir, missing_packages
     from mdap.models.local import INSTALL_HINT as LOCAL_HINT
