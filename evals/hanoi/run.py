@@ -55,6 +55,10 @@ class HanoiConfig(BaseModel):
     progress: bool = Field(False, description="show a progress bar")
     pool: str | None = Field(None, description="redis:// URL of a worker pool (role 'hanoi'); None = in-process")
     decorrelate: bool = Field(False, description="spread each step's samples over peg rotations (decorrelated)")
+    runs: int = Field(1, ge=1, description="independent runs at once through one model client (one report)")
+    preset: Literal["maker"] | None = Field(
+        None, description="'maker': MAKER's voter (first sample greedy, the rest at 0.1); fields set here win"
+    )
 
     @field_validator("k")
     @classmethod
@@ -105,7 +109,9 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
     """Solve ``cfg.disks``-disk Hanoi by voting, verifying every move; resumable from its checkpoint.
 
     With a pool URL (``cfg.pool``) or a ``pool``, steps are decided by the pool's workers (their own
-    ``--model`` flags choose the model; this process builds none).
+    ``--model`` flags choose the model; this process builds none). With ``cfg.runs`` > 1, that many independent
+    runs go at once through the one model (:meth:`~mdap.executor.Executor.run_many`: one summed report, a
+    checkpoint and trace per run).
 
     Args:
         cfg: the run's settings.
@@ -119,10 +125,13 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
     """
     if cfg.error_rate + cfg.red_flag_rate > 1.0:
         raise ConfigError("error_rate + red_flag_rate must be at most 1")
+    first_temperature = cfg.first_temperature
+    if first_temperature is None and cfg.preset == "maker":
+        first_temperature = 0.0  # FirstToAheadByK.maker(); its 0.1 and 750 tokens are this config's defaults
     voter = FirstToAheadByK(
         k=cfg.k,
         temperature=cfg.temperature,
-        first_temperature=cfg.first_temperature,
+        first_temperature=first_temperature,
         max_samples=cfg.max_samples,
         max_tokens=cfg.max_tokens,
         red_flags=RedFlagPolicy(max_completion_tokens=cfg.max_tokens) if cfg.red_flags else NO_RED_FLAGS,
@@ -156,7 +165,8 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
             pool=pool,
             lock=False,  # held above
         )
-        report = await executor.run(hanoi_chain(cfg.disks), resume=cfg.resume)
+        chains = [hanoi_chain(cfg.disks) for _ in range(cfg.runs)]
+        report = await executor.run_many(chains, resume=cfg.resume)
     if report.expected_samples_per_step is None and cfg.model == TASK_SPECIFIC and report.k and not remote:
         valid = 1.0 - cfg.red_flag_rate
         p = (1.0 - cfg.error_rate - cfg.red_flag_rate) / valid if valid > 0 else 0.0
