@@ -11,14 +11,19 @@ from mdap.models import ChatModel
 from mdap.voters import FirstToAheadByK, Voter
 
 from .tools import Tool
+from .work import WorkItem
 
-__all__ = ["AnswerParser", "WorkerRole", "default_voter"]
+__all__ = ["AnswerParser", "PassThrough", "WorkerRole", "default_voter"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
 AnswerParser = Callable[[str], str]
 """Canonicalizes a final answer before the vote (equal canonical answers are one vote); raise RedFlag to
 discard a malformed one. The default collapses whitespace."""
+
+PassThrough = Callable[[WorkItem], "str | None"]
+"""An answer a subtask has without asking the model (e.g. a dependency's answer that is already final), or None
+to ask it. The answer still goes through the role's answer parser (a red flag there asks the model)."""
 
 
 def default_voter() -> Voter:
@@ -42,6 +47,9 @@ class WorkerRole:
         max_tool_rounds: tool-call rounds before it must answer.
         answer_parser: canonicalizes final answers for the vote.
         max_answer_chars: longer final answers are red-flagged (a sign of confusion).
+        plain_answers: a reply in none of the answer spellings (``{"answer": ...}``, ``FINAL ANSWER: ...``,
+            ``\\boxed{...}``) is taken whole as the answer; False red-flags it (``format``).
+        pass_through: decides a subtask without the model when it returns an answer (see :data:`PassThrough`).
 
     Raises:
         ConfigError: a bad name, duplicate tool names, or max_tool_rounds < 0.
@@ -57,6 +65,8 @@ class WorkerRole:
     max_tool_rounds: int = 6
     answer_parser: AnswerParser | None = field(default=None, repr=False)
     max_answer_chars: int = 20_000
+    plain_answers: bool = True
+    pass_through: PassThrough | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -21,6 +21,7 @@ from typing import Any
 from mdap.errors import ConfigError, ToolError
 
 from . import _files
+from ._pycode import ascii_operators, explain_failure
 from .sandbox import Limits, Sandbox, cut
 
 __all__ = [
@@ -327,6 +328,9 @@ def _shown(done_output: str, timed_out: bool, limits: Limits, process_limit_hit:
 def python_tool(workspace: Workspace, limits: Limits | None = None, *, sandbox: Sandbox | None = None) -> Tool:
     """``python``: evaluate an expression (its repr is returned) or run code (its output is returned).
 
+    Math signs a model writes in code (multiplication, division, minus signs, ...) become Python operators outside
+    string literals; a program that still fails on a character Python does not take gets a hint in its output.
+
     The code runs in a fresh ``python -I`` process in the workspace, inside ``sandbox`` (default: bubblewrap,
     see :class:`Sandbox`; None: :meth:`Sandbox.default` at call time), under ``limits`` (default: the
     sandbox's, 10 s wall, 10 s CPU, 1 GiB memory, 64 processes).
@@ -335,11 +339,10 @@ def python_tool(workspace: Workspace, limits: Limits | None = None, *, sandbox: 
     async def run(args: dict[str, Any]) -> str:
         box = _sandbox_of(sandbox)
         lim = limits or box.limits
-        done = await box.run(
-            [sys.executable, "-I", "-c", _PY_BOOT], cwd=workspace.root, limits=lim, stdin=str(args["code"])
-        )
+        code = ascii_operators(str(args["code"]))
+        done = await box.run([sys.executable, "-I", "-c", _PY_BOOT], cwd=workspace.root, limits=lim, stdin=code)
         out = _shown(done.output, done.timed_out, lim, done.process_limit_hit)
-        return out if done.code == 0 else f"exit code {done.code}\n{out}"
+        return out if done.code == 0 else f"exit code {done.code}\n{out}{explain_failure(out)}"
 
     return Tool(
         "python",

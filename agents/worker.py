@@ -5,12 +5,17 @@ artifacts of its dependencies. Every reply is a vote among samples: tool calls a
 (only the decided call runs), and the final answer is voted in canonical form.
 
 The protocol is text, so it works with any :class:`~mdap.models.ChatModel`: the model replies with one JSON
-object — ``{"answer": ...}``, ``{"tool_calls": [...]}`` in the OpenAI tool-calling format, or ``{"too_big":
-...}`` when splitting is offered. A reply that is not JSON at all is taken as a plain final answer.
+object — ``{"answer": ...}``, ``{"tool_calls": [...]}``, or ``{"too_big": ...}`` when splitting is offered.
+Replies are read as small models write them (:mod:`.replies`): an answer may also be spelled ``FINAL ANSWER:
+X`` or ``\\boxed{X}``; tool calls are read from broken JSON and copied specs, and a fenced python block is a call
+of the python tool. A reply with tool calls runs them: an answer beside them is dropped (and counted as
+``answer_dropped``). A reply in no answer spelling is taken whole as the answer, unless the role says otherwise.
+A retried subtask never redraws the greedy sample of the failed attempt (see :func:`fresh_voter`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -22,36 +27,47 @@ from mdap.types import Message
 from mdap.voters import Decision, Voter
 
 from .events import EventBus
+from .replies import read_reply
 from .roles import WorkerRole
 from .tools import Tool
 from .work import WorkItem, WorkOutput
 
-__all__ = ["WORKER_PROTOCOL", "Meter", "Worker", "render_tool_results"]
+__all__ = ["RETRY_TEMPERATURE", "WORKER_PROTOCOL", "Meter", "Worker", "fresh_voter", "render_tool_results"]
 
 WORKER_PROTOCOL = """You are a worker. Do exactly the instruction you are given, nothing more.
 Reply with one JSON object and nothing else:
 {"answer": "<your final answer>"} when you are done."""
 
 _TOOLS_PROTOCOL = """
-{"tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "<tool>", "arguments": "<JSON object>"}}]} \
-to call tools; you then get their results and reply again. You have at most %d tool rounds.
-Tools (OpenAI function format):
+To call tools instead, reply with their calls and no answer; you then get their results and reply again \
+(at most %d tool rounds). For example:
+%s
+Tools:
 %s"""
+
+_PYTHON_BLOCK = """
+A fenced ```python block in your reply is run with the python tool, the same as a python call."""
+
+RETRY_TEMPERATURE = 0.7
+"""The temperature of a retried subtask's samples when its voter samples at 0 (a greedy sample would repeat)."""
 
 _SPLIT_PROTOCOL = """
 {"too_big": "<why>"} if the instruction is too big to do well in one go; it will be split into smaller subtasks."""
 
 _SPACE = re.compile(r"\s+")
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 Action = tuple[str, Any]
 """A voted reply: ("answer", text), ("tools", ((name, canonical JSON arguments), ...)) or ("too_big", "")."""
 
 
 class Meter:
-    """Wraps a ChatModel and adds up what its samples cost (one meter per subtask, or per module)."""
+    """Wraps a ChatModel and adds up what its samples cost (one meter per subtask, or per module).
 
-    __slots__ = ("calls", "completion_tokens", "cost", "model", "prompt_tokens", "samples", "seconds")
+    ``red_flags`` counts what its user reports there (the planner's discarded replies and fallbacks, see
+    :func:`mdap.planners.count_red_flag`).
+    """
+
+    __slots__ = ("calls", "completion_tokens", "cost", "model", "prompt_tokens", "red_flags", "samples", "seconds")
 
     def __init__(self, model: ChatModel) -> None:
         self.model = model
@@ -61,6 +77,7 @@ class Meter:
         self.prompt_tokens = 0
         self.cost = 0.0
         self.seconds = 0.0
+        self.red_flags: dict[str, int] = {}
 
     async def sample(
         self,
@@ -103,8 +120,10 @@ class Worker:
         base = (role.system_prompt.strip() + "\n\n" if role.system_prompt.strip() else "") + WORKER_PROTOCOL
         self._system_plain = base
         if self.tools:
-            specs = json.dumps([t.spec() for t in role.tools])
-            self._system_tools = base + _TOOLS_PROTOCOL % (role.max_tool_rounds, specs)
+            listing = "\n".join(_tool_line(t) for t in role.tools)
+            self._system_tools = base + _TOOLS_PROTOCOL % (role.max_tool_rounds, _example_call(role.tools), listing)
+            if "python" in self.tools:
+                self._system_tools += _PYTHON_BLOCK
         else:
             self._system_tools = base
 
@@ -129,12 +148,23 @@ class Worker:
         """
         meter = Meter(self.model)
         out = WorkOutput(answer=None)
+        events = self.events
+        given = self._passed_through(item)
+        if given is not None:
+            out.answer = given
+            if events.active:
+                events.emit("vote_decided", id=item.id, role=self.role.name, action="pass_through", samples=0, votes=[])
+            return out
         rounds = self.role.max_tool_rounds if self.tools else 0
         messages = self.messages(item, tools=rounds > 0)
-        events = self.events
+        voter = self.voter if item.attempt <= 1 else fresh_voter(self.voter)
+        dropped: dict[str, int] = {}
         for round_ in range(rounds + 1):
             allow_tools = round_ < rounds
-            decision: Decision[Action] = await self.voter.decide(meter, messages, self._parser(allow_tools, item))
+            decision: Decision[Action] = await voter.decide(meter, messages, self._parser(allow_tools, item, dropped))
+            for kind, c in dropped.items():
+                decision.red_flags[kind] = decision.red_flags.get(kind, 0) + c
+            dropped.clear()
             out.votes += 1
             out.samples += decision.samples
             out.completion_tokens += decision.completion_tokens
@@ -176,37 +206,45 @@ class Worker:
         out.prompt_tokens = meter.prompt_tokens  # voters do not count prompt tokens; the backend's samples do
         return out
 
-    def _parser(self, allow_tools: bool, item: WorkItem) -> Any:
+    def _passed_through(self, item: WorkItem) -> str | None:
+        """The role's pass-through answer for ``item`` (canonicalized), or None to ask the model."""
+        given = self.role.pass_through(item) if self.role.pass_through is not None else None
+        if given is None:
+            return None
+        try:
+            return _answer(given, self.role.answer_parser, self.role.max_answer_chars)
+        except RedFlag:
+            return None  # not a valid answer of this role after all: the model is asked
+
+    def _parser(self, allow_tools: bool, item: WorkItem, dropped: dict[str, int]) -> Any:
         role = self.role
         canon = role.answer_parser
         tools = self.tools
         limit = role.max_answer_chars
+        plain = role.plain_answers
 
         def parse(text: str) -> Action:
-            body = text.strip()
-            fenced = _FENCE.match(body)
-            if fenced:
-                body = fenced.group(1)
-            if not body.startswith("{"):
-                return ("answer", _answer(body, canon, limit))
-            try:
-                data = json.loads(body)
-            except ValueError as err:
-                raise RedFlag("parse", f"reply starts like JSON but is not: {err}") from None
-            if not isinstance(data, dict):
-                raise RedFlag("parse", "reply must be a JSON object")
-            if "answer" in data:
-                value = data["answer"]
-                return ("answer", _answer(value if isinstance(value, str) else json.dumps(value), canon, limit))
-            if "tool_calls" in data:
-                if not allow_tools:
+            reply = read_reply(text, tools)
+            if reply.calls:
+                if allow_tools:
+                    if reply.answer is not None:
+                        dropped["answer_dropped"] = dropped.get("answer_dropped", 0) + 1
+                    return ("tools", reply.calls)
+                if reply.answer is None:
                     raise RedFlag("tool_rounds", "tool call after the last tool round")
-                return ("tools", _canonical_calls(data["tool_calls"], tools))
-            if "too_big" in data:
+            if reply.answer is not None:
+                return ("answer", _answer(reply.answer, canon, limit))
+            if reply.too_big:
                 if not item.may_split:
                     raise RedFlag("parse", "too_big is not offered for this subtask")
                 return ("too_big", "")
-            raise RedFlag("parse", "JSON reply without answer, tool_calls or too_big")
+            if reply.unfilled:
+                raise RedFlag("parse", "tool calls with no argument values (a copy of the tool spec)")
+            if reply.structured:
+                raise RedFlag("parse", "a JSON reply without answer, tool_calls or too_big (or not JSON at all)")
+            if not plain:
+                raise RedFlag("format", 'no answer in the reply: no {"answer": ...}, FINAL ANSWER: or \\boxed{}')
+            return ("answer", _answer(text.strip(), canon, limit))
 
         return parse
 
@@ -222,37 +260,46 @@ def _answer(text: str, canon: Any, limit: int) -> str:
     return out
 
 
-def _canonical_calls(raw: Any, tools: dict[str, Tool]) -> tuple[tuple[str, str], ...]:
-    if not isinstance(raw, list) or not raw:
-        raise RedFlag("parse", "tool_calls must be a non-empty list")
-    calls = []
-    for call in raw:
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict):
-            raise RedFlag("parse", "each tool call needs a 'function' object")
-        name = fn.get("name")
-        if name not in tools:
-            raise RedFlag("unknown_tool", f"no tool named {name!r}")
-        args = fn.get("arguments", {})
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else {}
-            except ValueError:
-                raise RedFlag("parse", f"arguments of {name} are not JSON") from None
-        if not isinstance(args, dict):
-            raise RedFlag("parse", f"arguments of {name} must be a JSON object")
-        calls.append((str(name), json.dumps(args, sort_keys=True)))
-    return tuple(calls)
+def fresh_voter(voter: Voter) -> Voter:
+    """``voter`` for a retry: no greedy first sample (``first_temperature`` dropped) and, when it samples at 0,
+    :data:`RETRY_TEMPERATURE` instead, so the retry does not redraw the sample that failed. A voter that is not a
+    dataclass with these fields is returned as it is."""
+    if not dataclasses.is_dataclass(voter) or isinstance(voter, type):
+        return voter
+    names = {f.name for f in dataclasses.fields(voter)}
+    changes: dict[str, Any] = {}
+    if "first_temperature" in names and getattr(voter, "first_temperature", None) is not None:
+        changes["first_temperature"] = None
+    if "temperature" in names and getattr(voter, "temperature", 1.0) == 0:
+        changes["temperature"] = RETRY_TEMPERATURE
+    return dataclasses.replace(voter, **changes) if changes else voter
+
+
+def _tool_line(tool: Tool) -> str:
+    params = ", ".join(tool.parameters.get("properties") or {})
+    return f"- {tool.name}({params}): {tool.description}"
+
+
+def _example_call(tools: Sequence[Tool]) -> str:
+    """One concrete call: python's when the role has it, else the first tool's with placeholder values."""
+    by_name = {t.name: t for t in tools}
+    if "python" in by_name:
+        name, args = "python", {"code": "print(17 * 23)"}
+    else:
+        tool = tools[0]
+        name, args = tool.name, {p: f"<{p}>" for p in tool.parameters.get("required") or []}
+    return json.dumps({"tool_calls": [{"name": name, "arguments": args}]})
 
 
 def _render_calls(round_: int, calls: tuple[tuple[str, str], ...]) -> str:
     return json.dumps(
         {
             "tool_calls": [
-                {"id": f"call_{round_}_{i}", "type": "function", "function": {"name": name, "arguments": args}}
+                {"id": f"call_{round_}_{i}", "name": name, "arguments": json.loads(args)}
                 for i, (name, args) in enumerate(calls)
             ]
-        }
+        },
+        ensure_ascii=False,
     )
 
 

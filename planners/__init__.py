@@ -7,7 +7,7 @@ subtasks again.
 
 from __future__ import annotations
 
-from .base import Expander, Planner
+from .base import Expander, Planner, count_red_flag
 from .llm import PLANNER_SYSTEM, LLMPlanner
 from .plan import (
     FailureNote,
@@ -37,6 +37,7 @@ __all__ = [
     "Task",
     "canonical_key",
     "chain",
+    "count_red_flag",
     "fork_join",
     "parse_plan",
     "role_table",

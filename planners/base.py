@@ -7,7 +7,16 @@ from typing import Protocol, runtime_checkable
 
 from .plan import Plan, ReplanContext, Subtask, Task
 
-__all__ = ["Expander", "Planner"]
+__all__ = ["Expander", "Planner", "count_red_flag"]
+
+
+def count_red_flag(model: object, kind: str, count: int = 1) -> None:
+    """Count a red flag of a planner (a discarded plan, a truncated reply, a fallback) where ``model`` counts
+    them: a model with a ``red_flags`` dict (the pipeline's planner meter, which puts them in the run's report).
+    Other models do not count them."""
+    flags = getattr(model, "red_flags", None)
+    if isinstance(flags, dict) and count:
+        flags[kind] = flags.get(kind, 0) + count
 
 
 @runtime_checkable

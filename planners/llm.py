@@ -11,6 +11,7 @@ from mdap.models import ChatModel
 from mdap.types import Message
 from mdap.voters import Voter
 
+from .base import count_red_flag
 from .plan import Plan, ReplanContext, Task, canonical_key, parse_plan, role_table
 
 __all__ = ["PLANNER_SYSTEM", "LLMPlanner"]
@@ -50,14 +51,18 @@ class LLMPlanner:
 
     Each reply is parsed and validated (pydantic schema, then networkx: acyclic, unique ids, known roles,
     dependencies exist). On an invalid reply the planner asks again, showing the model its reply and the exact
-    validation error, up to ``max_attempts`` replies in all, then raises :class:`~mdap.errors.PlanError`.
+    validation error, up to ``max_attempts`` replies in all, then raises :class:`~mdap.errors.PlanError`. A
+    re-ask samples at ``retry_temperature`` (a greedy model re-asked at 0 writes the same plan again). Every
+    discarded reply is counted as a red flag of the model (``plan``, or ``truncated`` when it hit
+    ``max_tokens``; see :func:`~mdap.planners.count_red_flag`).
 
     Args:
         model: the planner model.
         max_attempts: replies to try before giving up (>= 1).
         voter: vote on the plan (canonical form: the DAG up to renaming of ids; invalid plans are red-flagged);
             None asks for one sample at ``temperature``.
-        temperature: sampling temperature when there is no voter.
+        temperature: sampling temperature of the first reply when there is no voter.
+        retry_temperature: sampling temperature of a re-ask when there is no voter (None: ``temperature``).
         max_tokens: completion token limit of a reply.
         adapter: the LoRA adapter (served model name) of the planner.
         max_subtasks: reject plans with more subtasks (task explosion guard); None = no cap.
@@ -68,6 +73,7 @@ class LLMPlanner:
     max_attempts: int = 3
     voter: Voter | None = None
     temperature: float = 0.0
+    retry_temperature: float | None = 0.7
     max_tokens: int | None = 2048
     adapter: str | None = None
     max_subtasks: int | None = None
@@ -102,8 +108,8 @@ class LLMPlanner:
         messages = self.messages(task, roles, context)
         names = list(roles)
         errors: list[str] = []
-        for _attempt in range(self.max_attempts):
-            reply, error = await self._ask(messages, names)
+        for attempt in range(self.max_attempts):
+            reply, error = await self._ask(messages, names, retry=attempt > 0)
             if isinstance(reply, Plan):
                 return reply
             errors.append(error)
@@ -121,15 +127,22 @@ class LLMPlanner:
             + ". Use a stronger planner model, raise max_attempts, or give a StaticPlanner."
         )
 
-    async def _ask(self, messages: list[Message], roles: list[str]) -> tuple[Plan | str, str]:
+    async def _ask(self, messages: list[Message], roles: list[str], *, retry: bool) -> tuple[Plan | str, str]:
         """One attempt: the valid plan, or (the reply text, the validation error)."""
         if self.voter is None:
+            temperature = self.temperature
+            if retry and self.retry_temperature is not None:
+                temperature = self.retry_temperature
             [sample] = await self.model.sample(
-                messages, n=1, temperature=self.temperature, max_tokens=self.max_tokens, adapter=self.adapter
+                messages, n=1, temperature=temperature, max_tokens=self.max_tokens, adapter=self.adapter
             )
             try:
                 return parse_plan(sample.text, roles, max_subtasks=self.max_subtasks), ""
             except PlanError as err:
+                truncated = sample.finish_reason == "length"
+                count_red_flag(self.model, "truncated" if truncated else "plan")
+                if truncated:
+                    return sample.text, f"{err} (the reply hit the limit of {self.max_tokens} tokens: plan less)"
                 return sample.text, str(err)
         last: list[tuple[str, str]] = []
 
@@ -143,9 +156,13 @@ class LLMPlanner:
         try:
             decision = await self.voter.decide(self.model, messages, parse)
         except VoteFailed as err:
+            for kind, c in err.red_flags.items():
+                count_red_flag(self.model, kind, c)
             if last:
                 return last[-1]
             return "", f"the planner votes did not agree ({err})"
+        for kind, c in decision.red_flags.items():
+            count_red_flag(self.model, kind, c)
         return decision.answer.plan, ""
 
 

@@ -1,5 +1,8 @@
 """The default GAIA pipeline: a planner splits the question into tool-using ``solver`` steps, and an
-``answerer`` step states the final answer as ``FINAL ANSWER: ...``, voted on its extracted canonical form.
+``answerer`` step states the final answer, voted on its extracted canonical form. An answer is the same in each
+of its spellings, ``{"answer": X}``, ``FINAL ANSWER: X`` or ``\\boxed{X}`` (:func:`extract_final_answer`); a
+solver's answer that already has the form of a final answer passes through the answerer unchanged (the model
+is not asked to restate it: small models "recompute" it wrong).
 
     pipeline = gaia_pipeline(model, question, workspace)
     result = await pipeline.run(gaia_task(question))
@@ -7,11 +10,13 @@
 
 The planner is the :class:`~mdap.planners.LLMPlanner` on the ``solver`` role; when the model gives no valid plan
 the question falls back to the fixed plan (one solver step), so a weak model still answers. Either way the last
-subtask is the answerer's, which depends on every other sink.
+subtask is the answerer's, which depends on every other sink, and every solver instruction carries the question
+verbatim.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,10 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mdap.agents import CoordinatorPolicy, Pipeline, Sandbox, WorkerRole, Workspace, python_tool
+from mdap.agents import CoordinatorPolicy, Pipeline, Sandbox, WorkerRole, WorkItem, Workspace, python_tool
+from mdap.agents.replies import clean_answer, json_object, marked_answer
 from mdap.errors import PlanError, RedFlag
 from mdap.models import ChatModel
-from mdap.planners import LLMPlanner, Plan, ReplanContext, Subtask, Task, validate_plan
+from mdap.planners import (
+    PLANNER_SYSTEM,
+    LLMPlanner,
+    Plan,
+    ReplanContext,
+    Subtask,
+    Task,
+    count_red_flag,
+    validate_plan,
+)
 from mdap.voters import FirstToAheadByK, Voter
 
 from .loader import GaiaQuestion
@@ -33,10 +48,12 @@ __all__ = [
     "ANSWERER_PROMPT",
     "ANSWER_RULES",
     "FINAL_ID",
+    "GAIA_PLANNER_SYSTEM",
     "GaiaPlanner",
     "SOLVER_PROMPT",
     "PlannerKind",
     "extract_final_answer",
+    "final_shaped",
     "gaia_pipeline",
     "gaia_task",
 ]
@@ -46,48 +63,117 @@ PlannerKind = Literal["llm", "fixed"]
 FINAL_ID = "final_answer"
 """The id of the answerer's subtask, the plan's one sink."""
 
-ANSWER_RULES = """End your reply with one line of the form
-FINAL ANSWER: <answer>
-The answer is a number, or as few words as possible, or a comma-separated list of numbers and/or strings.
+ANSWER_RULES = """The answer is a number, or as few words as possible, or a comma-separated list of numbers and/or \
+strings.
 A number: digits only, no thousands separators, no units or signs such as $ or % unless the question asks for them.
 A string: no articles, no abbreviations (write city names in full); write digits in plain text unless asked otherwise.
 A list: apply these rules to each element, in the order the question asks for."""
 
 SOLVER_PROMPT = """You work on one step of a question that has one short, exact answer. Use the tools when they \
-help: python (runs code in a folder that holds the attached file), read_attachment, calculator. Check numbers \
-with a tool rather than by heart. Reply with what you found: the result of your step and the facts it rests on."""
+help: python (runs code in a folder that holds the attached file), read_attachment, calculator. Compute with a \
+tool rather than by heart: write a short Python program that prints the result. When you have the result, reply \
+with just the result as your answer (a number, a few words or a comma-separated list), not a sentence."""
 
 ANSWERER_PROMPT = (
-    "You state the final answer to a question, given the work done on it. Your answer is one line, "
-    '{"answer": "FINAL ANSWER: <answer>"}.\n' + ANSWER_RULES
+    "You state the final answer to a question, given the work done on it. Copy the answer the work found; "
+    'do not compute it again. Reply {"answer": "<answer>"}.\n' + ANSWER_RULES
 )
 
-_FINAL = re.compile(r"final\s*answer\s*\**\s*[:\uff1a]", re.IGNORECASE)  # ASCII or full-width colon
+GAIA_PLANNER_SYSTEM = (
+    PLANNER_SYSTEM
+    + """
+Every subtask uses the role "solver". Write what to find or compute, never a result: the solver works it out \
+with its tools. Name only the files listed with the task. Plan as few subtasks as the task needs, at most {max}."""
+)
+"""The GAIA planner's prompt: :data:`~mdap.planners.PLANNER_SYSTEM` and rules against what small models plan."""
+
 _SPACE = re.compile(r"\s+")
+_NUMBER = re.compile(r"^[-+]?[$€£]?\d[\d,]*(?:\.\d+)?%?$")
+_NOT_FINAL_WORDS = frozenset(
+    {"is", "are", "was", "were", "be", "equals", "equal", "answer", "result", "i", "we", "it", "the", "of", "to"}
+)
+_MAX_ITEM_WORDS = 4
+_COUNTING = re.compile(r"\bhow\s+(?:many|much)\b", re.IGNORECASE)
+_QUESTION_MARK = "\n\nQuestion: "
 
 
 def extract_final_answer(text: str) -> str | None:
-    """The answer after the last ``FINAL ANSWER:`` in ``text`` (its first non-empty line), or None.
+    """The final answer of ``text`` in any of its spellings, or None: after the last ``FINAL ANSWER:`` (its
+    first non-empty line), inside the last ``\\boxed{...}``, or the ``answer`` of a ``{"answer": ...}`` object
+    (itself read the same way when it holds a marked answer).
 
     Markdown emphasis (``**``), surrounding quotes or backticks and a trailing full stop are removed, and runs of
-    whitespace become one space; the case and the rest of the punctuation are kept for the scorer.
+    whitespace become one space; the case and the rest of the punctuation are kept for the scorer. A JSON list
+    answer becomes a comma-separated list.
     """
-    marks = list(_FINAL.finditer(text))
-    if not marks:
+    marked = marked_answer(text)
+    if marked is not None:
+        return marked
+    data = json_object(text)
+    if data is None or "answer" not in data:
         return None
-    rest = text[marks[-1].end() :]
-    line = next((ln for ln in rest.splitlines() if ln.strip(" *`\"'")), "")
-    answer = _SPACE.sub(" ", line.strip(" \t*`\"'"))
-    if answer.endswith(".") and not answer[:-1].rstrip().endswith("."):
-        answer = answer[:-1].rstrip()
-    return answer or None
+    value = data["answer"]
+    if isinstance(value, str):
+        inner = marked_answer(value)
+        return inner if inner is not None else (_tidy(value) or None)
+    return _tidy(json.dumps(value, ensure_ascii=False)) or None
+
+
+def _tidy(text: str) -> str:
+    """An answer the worker extracted, tidied for the scorer: a JSON list as a comma-separated list, then the
+    cleaning of :func:`extract_final_answer`."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            items = None
+        if isinstance(items, list) and all(isinstance(i, str | int | float) for i in items):
+            text = ", ".join(str(i) for i in items)
+    return clean_answer(text)
 
 
 def _final_answer(text: str) -> str:
-    answer = extract_final_answer(text)
-    if answer is None:
-        raise RedFlag("format", "no 'FINAL ANSWER: ...' line in the reply")
+    answer = marked_answer(text) or _tidy(text)
+    if not answer:
+        raise RedFlag("format", "an empty final answer")
     return answer
+
+
+def _solver_answer(text: str) -> str:
+    out = _tidy(text) if text.lstrip().startswith("[") else _SPACE.sub(" ", text).strip()
+    if not out:
+        raise RedFlag("parse", "empty answer")
+    return out
+
+
+def final_shaped(text: str, question: str = "") -> bool:
+    """Whether ``text`` already has the form of a GAIA final answer to ``question``: one line, and a number, or a
+    comma-separated list of items of at most four words each, none of them a word of a sentence ("is", "the",
+    "answer", ...). A question that asks how many or how much takes a number only (a list is not its answer)."""
+    text = text.strip()
+    if not text or "\n" in text or len(text) > 200:
+        return False
+    if _NUMBER.match(text):
+        return True
+    if _COUNTING.search(question):
+        return False
+    for item in text.split(","):
+        words = item.split()
+        if not words or len(words) > _MAX_ITEM_WORDS:
+            return False
+        if any(w.lower().strip(".:;!?") in _NOT_FINAL_WORDS for w in words):
+            return False
+    return not text.endswith((".", ":", "?"))
+
+
+def _pass_through(item: WorkItem) -> str | None:
+    """The answerer's answer without the model: the one solver answer it depends on, when that is final-shaped."""
+    if len(item.artifacts) != 1 or not item.artifacts[0].ok:
+        return None
+    text = _tidy(item.artifacts[0].text)
+    question = item.instruction.split(_QUESTION_MARK, 1)[-1]
+    return text if final_shaped(text, question) else None
 
 
 def gaia_task(question: GaiaQuestion) -> Task:
@@ -102,10 +188,19 @@ def gaia_task(question: GaiaQuestion) -> Task:
 def _answer_step(task: Task, depends_on: list[str]) -> Subtask:
     return Subtask(
         id=FINAL_ID,
-        instruction=f"Give the final answer to this question from the work below.\n\nQuestion: {task.text}\n\n"
+        instruction=f"Give the final answer to this question from the work below.{_QUESTION_MARK}{task.text}\n\n"
         + ANSWER_RULES,
         role="answerer",
         depends_on=depends_on,
+    )
+
+
+def _with_question(step: Subtask, task: Task) -> Subtask:
+    """``step`` with the question verbatim in its instruction (a planner's instruction alone loses details)."""
+    if task.text in step.instruction:
+        return step
+    return step.model_copy(
+        update={"instruction": f"{step.instruction}\n\nThis step is part of the question: {task.text}"}
     )
 
 
@@ -155,6 +250,7 @@ class GaiaPlanner:
                 max_subtasks=self.max_subtasks,
                 max_tokens=self.max_tokens,
                 adapter=self.adapter,
+                system_prompt=GAIA_PLANNER_SYSTEM.replace("{max}", str(self.max_subtasks)),
             )
             inner_context = None
             if context is not None:
@@ -163,9 +259,14 @@ class GaiaPlanner:
                 made = await inner.plan(task, {"solver": roles["solver"]}, inner_context)
             except PlanError as err:
                 notes = f"fixed plan: the planner model gave no valid plan ({str(err)[:300]})"
+                count_red_flag(self.model, "plan_fallback")
             else:
                 if all(s.id != FINAL_ID for s in made.subtasks):
-                    steps, notes = list(made.subtasks), made.notes or "planned by the model"
+                    steps = [_with_question(s, task) for s in made.subtasks]
+                    notes = made.notes or "planned by the model"
+                else:
+                    notes = f"fixed plan: the model's plan used the reserved id {FINAL_ID}"
+                    count_red_flag(self.model, "plan_fallback")
         sinks = Plan(subtasks=steps).sinks()
         plan = Plan(subtasks=[*steps, _answer_step(task, sinks)], notes=notes)
         return validate_plan(plan, roles)
@@ -246,6 +347,7 @@ def gaia_pipeline(
         voter=solver_voter,
         system_prompt=SOLVER_PROMPT,
         max_tool_rounds=max_tool_rounds,
+        answer_parser=_solver_answer,
     )
     answerer = WorkerRole(
         "answerer",
@@ -253,6 +355,8 @@ def gaia_pipeline(
         voter=answer_voter,
         system_prompt=ANSWERER_PROMPT,
         answer_parser=_final_answer,
+        plain_answers=False,
+        pass_through=_pass_through,
     )
     return (
         Pipeline(f"gaia-{question.task_id}", model=model)

@@ -1,5 +1,5 @@
 """The default GAIA pipeline's planner (model plans, fallbacks, the answerer's step as the one sink) and its answer
-vote (replies without `FINAL ANSWER:` are red-flagged; the question is recorded as unanswered)."""
+vote (replies in no answer spelling are red-flagged; the question is recorded as unanswered)."""
 
 from __future__ import annotations
 
@@ -43,13 +43,13 @@ async def test_bad_plans_fall_back_to_the_fixed_plan() -> None:
     assert [s.id for s in plan.subtasks] == ["solve", FINAL_ID] and plan.notes == "fixed plan"
 
 
-async def test_answers_without_the_marker_are_red_flagged(tmp_path: Path) -> None:
+async def test_answers_in_no_answer_spelling_are_red_flagged(tmp_path: Path) -> None:
     [q] = [q for q in load_gaia(MINI_DATA) if q.question.startswith("How many seconds")]
 
     def oracle(messages: Sequence[Message]) -> str:
         if messages[0]["content"].startswith(SOLVER_PROMPT[:40]):
-            return json.dumps({"answer": "3 days are 259200 seconds"})
-        return json.dumps({"answer": "259200"})  # the right number, but not in the required format
+            return json.dumps({"answer": "3 days are 259200 seconds"})  # a sentence: the answerer is asked
+        return "3 days have 259200 seconds."  # the right number, but in none of the three answer spellings
 
     # Every sample is red-flagged: two attempts (the policy retries once) of max_samples each, then VoteFailed.
     cfg = GaiaConfig.build(data=MINI_DATA, ids=[q.task_id], out=tmp_path, planner="fixed", max_samples=5)
