@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mdap._redact import redact
 from mdap.errors import ConfigError
 
 __all__ = ["EVENT_KINDS", "Event", "EventBus", "JsonlTrace", "Listener"]
@@ -113,7 +114,7 @@ class JsonlTrace:
         self._f: IO[str] = open(self.path, "a" if append else "w", buffering=1 << 16)  # noqa: SIM115 -- held open
 
     def __call__(self, event: Event) -> None:
-        self._f.write(event.to_json())
+        self._f.write(redact(event.to_json()))  # a subtask error may name a server URL with its key
         self._f.write("\n")
 
     def close(self) -> None:

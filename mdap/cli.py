@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from mdap._outputs import disk_full_error
+from mdap._redact import redact, redacting_logs
 from mdap.errors import CheckpointError, ConfigError, MdapError, OutputError
 
 __all__ = ["build_parser", "exit_on_sigterm", "main"]
@@ -73,27 +74,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = exit_on_sigterm()
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with redacting_logs():  # no credential reaches a log line (URLs with passwords, api_key=, auth headers)
+            return handler(args)
     except (ConfigError, CheckpointError) as err:
-        print(f"mdap: error: {err}", file=sys.stderr)
+        _error(f"{err}")
         return 2
     except OutputError as err:
-        print(f"mdap: error: {err}", file=sys.stderr)
+        _error(f"{err}")
         return 1
     except MdapError as err:
-        print(f"mdap: error: {type(err).__name__}: {err}", file=sys.stderr)
+        _error(f"{type(err).__name__}: {err}")
         return 1
     except (OSError, sqlite3.Error) as err:
         full = disk_full_error(err, ())  # a full disk no command named itself: no traceback either
         if full is None:
             raise
-        print(f"mdap: error: {full}", file=sys.stderr)
+        _error(f"{full}")
         return 1
     except KeyboardInterrupt:
         print("mdap: interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
     finally:
         restore()  # an in-process caller (a test, an embedding program) keeps its own handler
+
+
+def _error(message: str) -> None:
+    """Print an error; the last line of defence against a credential in a message (see mdap._redact)."""
+    print(f"mdap: error: {redact(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mdap._outputs import write_atomic
+from mdap._redact import redact_data
 
 __all__ = ["ModuleStats", "RunReport"]
 
@@ -67,7 +68,8 @@ class RunReport(BaseModel):
         secs = self.wall_seconds or 1e-9
         data["steps_per_second"] = self.steps / secs
         data["samples_per_second"] = self.samples / secs
-        return data
+        redacted: dict[str, Any] = redact_data(data)  # a failure message may name a model server URL with its key
+        return redacted
 
     def write(self, path: str | Path) -> None:
         """Write the report (with derived rates) as indented JSON, atomically (never half a file).

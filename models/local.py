@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mdap._redact import redact
 from mdap.errors import ConfigError, ModelError
 from mdap.types import Message
 
@@ -162,7 +163,8 @@ class LocalModel:
         """The server this model uses instead of its own (``$MDAP_LOCAL_URL``), if any."""
         if self.shared_url and runtime_lora:
             raise ConfigError(
-                f"{LOCAL_URL_ENV} is set, so this LocalModel uses the server at {self.shared_url} and cannot turn on "
+                f"{LOCAL_URL_ENV} is set, so this LocalModel uses the server at {redact(self.shared_url)} and cannot "
+                "turn on "
                 f"run-time adapter loading; unset {LOCAL_URL_ENV}, or start that server with it"
             )
         missing = [] if self.shared_url else missing_packages()
@@ -182,7 +184,7 @@ class LocalModel:
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"LocalModel({LOCAL_MODEL_NAME}, {self.shared_url or self._server!r})"
+        return f"LocalModel({LOCAL_MODEL_NAME}, {redact(self.shared_url) if self.shared_url else repr(self._server)})"
 
     @property
     def server(self) -> VLLMServer:
@@ -193,7 +195,9 @@ class LocalModel:
         """
         if self._server is None:
             if self.shared_url:
-                raise ModelError(f"this LocalModel uses the shared server at {self.shared_url} ({LOCAL_URL_ENV})")
+                raise ModelError(
+                    f"this LocalModel uses the shared server at {redact(self.shared_url)} ({LOCAL_URL_ENV})"
+                )
             raise ModelError("the local model is not started: use `async with LocalModel() as model` or start()")
         return self._server
 
@@ -262,7 +266,8 @@ class LocalModel:
         if missing:
             await client.aclose()
             raise ConfigError(
-                f"{LOCAL_URL_ENV} names the server at {self.shared_url}, which does not serve the adapter(s) "
+                f"{LOCAL_URL_ENV} names the server at {redact(self.shared_url or '')}, which does not serve the "
+                "adapter(s) "
                 f"{', '.join(missing)} (it serves {', '.join(sorted(served))}); serve them there "
                 f"(`mdap serve --base local --adapter NAME=DIR`) or unset {LOCAL_URL_ENV}"
             )

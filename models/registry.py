@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mdap._redact import redact
 from mdap.errors import ConfigError
 
 from .base import ChatModel
@@ -33,5 +34,6 @@ def from_spec(spec: str, *, model_name: str | None = None, adapter: str | None =
 
         return OpenAICompatible(spec, model_name, adapter=adapter)
     raise ConfigError(
-        f"unknown model {spec!r}: use 'simulated', 'local', or the http(s):// URL of an OpenAI-compatible server"
+        f"unknown model {redact(spec)!r}: use 'simulated', 'local', or the http(s):// URL of an OpenAI-compatible "
+        "server"
     )

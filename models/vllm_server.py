@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mdap._redact import redact
 from mdap.errors import ConfigError, ModelError
 
 from ._process import ServerProcess, free_port, log_tail
@@ -222,8 +223,10 @@ class VLLMServer:
         if not proc.alive():
             code = proc.stop()
             raise ModelError(
-                f"the vLLM server for {self.base} exited with code {code} before it was ready; the end of its log "
-                f"({self.log_path}):\n{log_tail(self.log_path)}"
+                redact(
+                    f"the vLLM server for {self.base} exited with code {code} before it was ready; the end of its "
+                    f"log ({self.log_path}):\n{log_tail(self.log_path)}"
+                )
             )
         try:
             with _DIRECT.open(f"{self.url}/health", timeout=2) as response:
@@ -236,8 +239,10 @@ class VLLMServer:
         if time.monotonic() - self._started_at > self.startup_timeout_s:
             proc.stop()
             raise ModelError(
-                f"the vLLM server for {self.base} was not ready after {self.startup_timeout_s:g} s; raise "
-                f"startup_timeout_s or look at its log ({self.log_path}):\n{log_tail(self.log_path)}"
+                redact(
+                    f"the vLLM server for {self.base} was not ready after {self.startup_timeout_s:g} s; raise "
+                    f"startup_timeout_s or look at its log ({self.log_path}):\n{log_tail(self.log_path)}"
+                )
             )
         return False
 
@@ -375,6 +380,6 @@ class VLLMServer:
                 return
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")[:500]
-            raise ModelError(f"vLLM server {self.url}: {route} failed with HTTP {err.code}: {detail}") from None
+            raise ModelError(redact(f"vLLM server {self.url}: {route} failed with HTTP {err.code}: {detail}")) from None
         except (urllib.error.URLError, OSError) as err:
-            raise ModelError(f"vLLM server {self.url}: {route} failed: {err}; is the server running?") from None
+            raise ModelError(redact(f"vLLM server {self.url}: {route} failed: {err}; is the server running?")) from None

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from mdap._outputs import write_atomic
+from mdap._redact import redact
 from mdap.agents import RunResult, Sandbox
 from mdap.errors import ConfigError, ModelError, invalid_settings
 from mdap.models import ChatModel
@@ -137,7 +138,7 @@ async def solve_question(
         ground_truth=question.final_answer,
         correct=score(model_answer, question.final_answer) if question.scored else None,
         status=result.status,
-        error=result.error,
+        error=redact(result.error) if result.error else result.error,
         reasoning_trace=_trace(result),
         plan_notes=result.plan.notes if result.plan is not None else "",
         subtasks=len(result.plan.subtasks) if result.plan is not None else 0,
@@ -165,7 +166,7 @@ def _check_run_file(cfg: GaiaConfig, folder: Path) -> None:
                 f"{out} holds a run of {before.get('split')!r} from {before.get('data')}, not {cfg.split!r} from "
                 f"{here['data']}; use another --out to start a new run"
             )
-    write_atomic(path, json.dumps({**here, "model": cfg.model}, indent=1) + "\n")
+    write_atomic(path, json.dumps({**here, "model": redact(cfg.model)}, indent=1) + "\n")
 
 
 def _read_run_file(path: Path) -> dict[str, Any]:
@@ -243,7 +244,7 @@ async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: 
                 try:
                     result = await solve_question(chat, q, cfg, sandbox=sandbox)
                 except ModelError as err:
-                    errors[q.task_id] = f"ModelError: {err}"
+                    errors[q.task_id] = redact(f"ModelError: {err}")
                 else:
                     # Written synchronously on purpose: one writer at a time (a few KB), so the files never interleave.
                     append_result(results_path, result)
@@ -267,9 +268,9 @@ def _summary(cfg: GaiaConfig, done: list[GaiaResult], skipped: int, errors: dict
     return summarize(
         done,
         split=cfg.split,
-        model=cfg.model,
+        model=redact(cfg.model),
         skipped=skipped,
-        errors=dict(errors),
+        errors={task_id: redact(error) for task_id, error in errors.items()},
         wall_seconds=time.perf_counter() - t0,
         out_dir=str(cfg.out_dir),
     )

@@ -1,4 +1,4 @@
-"""Connecting to Redis: lazy import, credential-free URLs in messages, and a bounded reconnect loop.
+"""Connecting to Redis: lazy import, credential-free URLs in messages (mdap._redact), and a bounded reconnect loop.
 
 redis-py is imported here and only when a Redis pool is used, so ``import mdap`` never loads it.
 """
@@ -9,8 +9,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
+from mdap._redact import redact
 from mdap.errors import ConfigError, PoolError
 
 if TYPE_CHECKING:
@@ -21,20 +21,6 @@ __all__ = ["connect", "is_connection_error", "redact", "retrying"]
 T = TypeVar("T")
 
 _SCHEMES = ("redis", "rediss", "unix")
-
-
-def redact(url: str) -> str:
-    """``url`` with any password (and user) replaced by ``***``: the only form of a Redis URL we ever print."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable Redis URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def check_url(url: str) -> str:
@@ -90,18 +76,18 @@ async def connect(url: str, *, connect_timeout: float = 5.0, read_timeout: float
             health_check_interval=15,
         )
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"bad Redis URL {redact(url)!r}: {err}") from None
+        raise ConfigError(redact(f"bad Redis URL {url!r}: {err}")) from None
     try:
         await asyncio.wait_for(client.ping(), connect_timeout)
     except (TypeError, ValueError) as err:  # redis-py checks URL options only when it connects
         await client.aclose()
         raise ConfigError(
-            f"bad Redis URL options in {redact(url)!r} ({err}); TLS options (ssl_*) need a rediss:// URL"
+            redact(f"bad Redis URL options in {url!r} ({err}); TLS options (ssl_*) need a rediss:// URL")
         ) from None
     except (TimeoutError, RedisError, OSError) as err:
         await client.aclose()
         kind = type(err).__name__
-        detail = str(err).replace(url, redact(url)) if str(err) else "no answer"
+        detail = redact(str(err)) if str(err) else "no answer"
         raise PoolError(
             f"cannot reach Redis at {redact(url)} within {connect_timeout:g} s ({kind}: {detail}); "
             "start redis-server or fix the URL (password, TLS with rediss://)"
