@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
+from mdap._redact import redact
 from mdap.errors import ConfigError, ModelError
 from mdap.types import Message
 
@@ -107,7 +108,9 @@ class OpenAICompatible:
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
         if urlparse(base_url).scheme not in ("http", "https") or not urlparse(base_url).netloc:
-            raise ConfigError(f"base_url must be an http(s):// URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
+            raise ConfigError(
+                f"base_url must be an http(s):// URL such as http://127.0.0.1:8000/v1, got {redact(base_url)!r}"
+            )
         if timeout <= 0 or max_retries < 0 or backoff_s < 0 or max_concurrency < 1:
             raise ConfigError(
                 "need timeout > 0, max_retries >= 0, backoff_s >= 0 and max_concurrency >= 1, got "
@@ -115,6 +118,8 @@ class OpenAICompatible:
                 f"max_concurrency={max_concurrency}"
             )
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact(self.base_url)
+        """``base_url`` as messages show it: without credentials (userinfo, key= parameters)."""
         self.model = model
         self.adapter = adapter
         self.timeout = timeout
@@ -131,10 +136,10 @@ class OpenAICompatible:
         """Requests sent (retries included)."""
 
     def __repr__(self) -> str:
-        return f"OpenAICompatible({self.base_url!r}, model={self.model!r}, adapter={self.adapter!r})"
+        return f"OpenAICompatible({self.shown_url!r}, model={self.model!r}, adapter={self.adapter!r})"
 
     def _where(self, model: str | None) -> str:
-        return f"model server {self.base_url} (model {model or self.model or '?'!r})"
+        return f"model server {self.shown_url} (model {model or self.model or '?'!r})"
 
     def _connect(self) -> tuple[AsyncOpenAI, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
@@ -299,13 +304,14 @@ class OpenAICompatible:
                 status = err.status_code
                 problem = f"HTTP {status}: {_message(err)}"
                 if status != 429 and status < 500:
-                    raise ModelError(f"{self._where(model)}: {problem}; {_status_hint(status, self.base_url)}") from err
+                    hint = _status_hint(status, self.shown_url)
+                    raise ModelError(redact(f"{self._where(model)}: {problem}; {hint}")) from err
                 hint = "the server is rate limiting" if status == 429 else "the server failed; check its log"
                 delay = self._delay(attempt, err.response.headers.get("retry-after"))
             if attempt + 1 < attempts:
                 await asyncio.sleep(delay)
         tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-        raise ModelError(f"{self._where(model)}: {problem} after {tries}; {hint}")
+        raise ModelError(redact(f"{self._where(model)}: {problem} after {tries}; {hint}"))
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
