@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from mdap._cli._args import id_list
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap._outputs import check_output_dir, guard_outputs
+from mdap.errors import MdapError, OutputError
 
 __all__ = ["add_parser"]
 
@@ -101,8 +103,12 @@ def _gaia(args: argparse.Namespace) -> int:
     )
     check_output_dir(cfg.out_dir, "--out")
     sandbox = use_sandbox(args)
-    with guard_outputs(cfg.out_dir):
-        summary = asyncio.run(run_gaia(cfg, sandbox=sandbox))
+    try:
+        with guard_outputs(cfg.out_dir):
+            summary = asyncio.run(run_gaia(cfg, sandbox=sandbox))
+    except OutputError:  # a full disk: the scores recorded so far still go to stdout, then the error
+        _print_recorded(cfg)
+        raise
     print(format_table(summary))
     print(
         f"skipped {summary.skipped} finished, {len(summary.errors)} errors, {summary.samples:,} samples, "
@@ -112,3 +118,15 @@ def _gaia(args: argparse.Namespace) -> int:
     for task_id, error in summary.errors.items():
         print(f"error {task_id}: {error[:300]} (run again with --resume to retry it)")
     return 1 if summary.errors else 0
+
+
+def _print_recorded(cfg: Any) -> None:
+    from mdap.evals.gaia import RESULTS_FILE, format_table, read_results, summarize
+
+    try:
+        done = read_results(cfg.out_dir / RESULTS_FILE)
+    except (MdapError, OSError):
+        return
+    if done:
+        print(f"recorded in {cfg.out_dir / RESULTS_FILE} so far:")
+        print(format_table(summarize(done, split=cfg.split, model=cfg.model)))

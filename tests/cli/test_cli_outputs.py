@@ -277,8 +277,9 @@ def test_run_sqlite_checkpoint_on_a_full_disk(tmp_path: Path, full: Path, capsys
 def test_gaia_filling_the_disk(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tiny / "gaia"
     assert _main(["bench", "gaia", "--data", "mini", "--no-progress", "--out", str(out)]) == 1
-    err = capsys.readouterr().err
+    stdout, err = capsys.readouterr()
     assert FULL in err and str(out) in err and "rerun with --resume" in err
+    assert f"recorded in {out / 'results.jsonl'} so far:" in stdout and "accuracy" in stdout
     for name in ("summary.json", "submission.jsonl", "run.json"):  # whole or absent, never empty or cut
         path = out / name
         if path.exists():
