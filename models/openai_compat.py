@@ -13,6 +13,7 @@ millions of requests.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 from mdap._redact import redact
 from mdap.errors import ConfigError, ModelError
@@ -55,6 +56,17 @@ def _api_key(base_url: str, api_key: str | None) -> str:
     if host == "openai.com" or host.endswith(".openai.com"):
         return os.environ.get("OPENAI_API_KEY", "EMPTY")
     return "EMPTY"
+
+
+def _auth(base_url: str, api_key: str | None) -> tuple[str, str]:
+    """The URL to send requests to and the ``Authorization`` header: Bearer with the API key, or Basic with the
+    user and password of a URL that holds them (``http://user:pass@host/v1``; they are then taken out of it)."""
+    parts = urlparse(base_url)
+    if parts.username is None and parts.password is None:
+        return base_url, f"Bearer {_api_key(base_url, api_key)}"
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    root = urlunparse(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return root, "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _split_tokens(total: int, texts: Sequence[str], capped: Sequence[int | None]) -> list[int]:
@@ -143,7 +155,8 @@ class OpenAICompatible:
         self.use_n = use_n
         self.extra_body = dict(extra_body or {})
         self.warn_wait_s = warn_wait_s
-        self._headers = {"Authorization": f"Bearer {_api_key(base_url, api_key)}", "Content-Type": "application/json"}
+        self._root, auth = _auth(self.base_url, api_key)
+        self._headers = {"Authorization": auth, "Content-Type": "application/json"}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -311,7 +324,7 @@ class OpenAICompatible:
 
         session = self._connect()
         slots = self._slots
-        url = self.base_url + path
+        url = self._root + path
         attempts = self.max_retries + 1
         for attempt in range(attempts):
             self.requests += 1
