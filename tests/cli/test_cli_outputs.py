@@ -374,6 +374,16 @@ def test_grading_errors_exit_1(mini: MiniSuite, tmp_path: Path, capsys: pytest.C
     assert data["error_ids"] == [bad["instance_id"]] and data["resolved_ids"] == [gold[1]["instance_id"]]
 
 
+def test_grading_onto_a_full_disk_exits_1_naming_the_file(
+    mini: MiniSuite, full: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = full / "report.json"
+    assert _swebench(mini, "--grade-only", "--predictions", str(mini.gold_predictions), "--report", str(report)) == 1
+    err = capsys.readouterr().err
+    assert f"{FULL} {full / 'logs'}" in err and "free space and grade again" in err
+    assert "Traceback" not in err and not report.exists()
+
+
 @pytest.mark.parametrize("rate", ["3", "-0.5", "nan"])
 def test_solve_rate_outside_0_1_exits_2(
     rate: str, mini: MiniSuite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
