@@ -39,7 +39,7 @@ def clean_answer(line: str) -> str:
     abbreviation's last dot pair) or runs of whitespace."""
     answer = _SPACE.sub(" ", line.strip(" \t*`\"'"))
     if answer.endswith(".") and not answer[:-1].rstrip().endswith("."):
-        answer = answer[:-1].rstrip()
+        answer = answer[:-1].strip(" \t*`\"'")
     return answer
 
 
