@@ -18,6 +18,7 @@ def test_a_url_is_an_openai_compatible_client() -> None:
 
 def test_local_is_the_embedded_model_not_started_yet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MDAP_LOCAL_URL", raising=False)
+    monkeypatch.setattr(mdap.models.local, "_NEEDED", {})  # as if installed: building it starts nothing
     model = from_spec("local", adapter="a")
     assert isinstance(model, LocalModel) and model.adapter == "a" and model.shared_url is None
 
