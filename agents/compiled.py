@@ -22,7 +22,7 @@ from .result import RunResult, build_report
 from .work import StepRunner
 from .worker import Meter, Worker
 
-__all__ = ["CompiledPipeline"]
+__all__ = ["CompiledPipeline", "thread_lock"]
 
 
 class CompiledPipeline:

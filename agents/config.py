@@ -33,7 +33,7 @@ from .pipeline import Pipeline
 from .roles import WorkerRole
 from .tools import Limits, Tool, Workspace, file_tools, python_tool, shell_tool
 
-__all__ = ["PipelineConfig", "RoleConfig", "VoterConfig", "load_config"]
+__all__ = ["PipelineConfig", "PlannerConfig", "RoleConfig", "VoterConfig", "load_config"]
 
 TOOL_GROUPS = ("python", "shell", "files")
 

@@ -42,7 +42,7 @@ from mdap.errors import ConfigError, SandboxError
 
 from ._cgroup import PidsGroup, pids_cgroup_root
 
-__all__ = ["Completed", "Limits", "Sandbox"]
+__all__ = ["Completed", "Limits", "Sandbox", "cgroup_available", "cut"]
 
 log = logging.getLogger("mdap.sandbox")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mdap.errors import ConfigError
 
-__all__ = ["Adapter", "AdapterRegistry", "same_base"]
+__all__ = ["Adapter", "AdapterRegistry", "read_peft_config", "same_base"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 

@@ -31,7 +31,7 @@ from .base import Sample
 from .openai_compat import OpenAICompatible
 from .vllm_server import VLLMServer
 
-__all__ = ["LOCAL_MODEL_NAME", "LOCAL_URL_ENV", "LocalModel", "cache_dir", "local_model_dir"]
+__all__ = ["LOCAL_MODEL_NAME", "LOCAL_URL_ENV", "LocalModel", "cache_dir", "local_model_dir", "missing_packages"]
 
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
 """The name the embedded model is served under."""

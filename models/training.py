@@ -38,6 +38,7 @@ __all__ = [
     "answer_probabilities",
     "read_card",
     "train_adapter",
+    "write_card",
 ]
 
 CARD_FILE = "mdap-card.json"
