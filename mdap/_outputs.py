@@ -28,9 +28,11 @@ __all__ = [
     "RERUN",
     "check_output_dir",
     "check_output_file",
+    "disk_almost_full",
     "disk_full_error",
     "guard_outputs",
     "is_disk_full",
+    "mentions_disk_full",
     "output_error",
     "write_atomic",
     "writing",
@@ -40,6 +42,8 @@ RERUN = "free space and rerun with --resume"
 """What a disk-full message tells the user to do (commands without ``--resume`` pass their own)."""
 
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_FULL_WORDS = ("no space left on device", "out of diskspace", "disk quota exceeded", "database or disk is full")
+_WRITE_WORDS = ("unable to write", "could not write", "cannot write", "write error", "short write")
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -129,6 +133,16 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
+def mentions_disk_full(text: str | None, where: str | Path | None = None) -> bool:
+    """Whether an error message from another program (git, a tool, a subprocess) says the disk is full; with
+    ``where``, also a failed write that does not say why (git's "unable to write file") while the filesystem
+    of ``where`` is all but full (:func:`disk_almost_full`)."""
+    low = (text or "").lower()
+    if any(words in low for words in _FULL_WORDS):
+        return True
+    return where is not None and any(words in low for words in _WRITE_WORDS) and disk_almost_full(where)
+
+
 def output_error(err: OSError | sqlite3.Error, path: str | Path | None, *, rerun: str = RERUN) -> OutputError:
     """The OutputError of a failed write of ``path`` (a full disk gets its own message)."""
     where = str(path) if path is not None else "an output file"
@@ -145,6 +159,12 @@ def _free_bytes(path: Path) -> int:
     except OSError:
         return 1 << 62
     return st.f_bavail * st.f_frsize
+
+
+def disk_almost_full(path: str | Path, margin: int = 1 << 20) -> bool:
+    """Whether the filesystem of ``path`` has less than ``margin`` bytes free (for errors of other programs
+    that do not say why a write failed, e.g. git's "unable to write file")."""
+    return _free_bytes(Path(path)) < margin
 
 
 def disk_full_error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mdap._outputs import write_atomic
+from mdap._outputs import mentions_disk_full, write_atomic
 from mdap._redact import redact
 from mdap.agents import RunResult, Sandbox
 from mdap.errors import ConfigError, ModelError, invalid_settings
@@ -126,6 +127,8 @@ async def solve_question(
     transport = [r.error for r in result.results.values() if not r.ok and (r.error or "").startswith("ModelError")]
     if transport:
         raise ModelError(str(transport[0]))
+    if any(not r.ok and mentions_disk_full(r.error, cfg.out_dir) for r in result.results.values()):
+        raise OSError(errno.ENOSPC, "No space left on device")  # not the model's failure: not recorded
     answer = result.answer if result.ok or result.status == "partial" else None
     model_answer = (answer or "").strip()
     report = result.report

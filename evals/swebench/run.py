@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mdap._outputs import is_disk_full, output_error, write_atomic, writing
+from mdap._outputs import is_disk_full, mentions_disk_full, output_error, write_atomic, writing
 from mdap.agents import Sandbox
 from mdap.errors import ConfigError, MdapError, OutputError
 from mdap.models import ChatModel
@@ -97,6 +97,8 @@ async def run_instance(
             instance, checkout, sha, model, options, scratch=work / "scratch", trace=trace, sandbox=sandbox
         )
         result = await pipeline.run(instance.problem_statement, thread_id=instance.instance_id)
+        if result.status != "ok" and any(mentions_disk_full(r.error, work) for r in result.results.values()):
+            raise OSError(errno.ENOSPC, "No space left on device")  # not the model's failure: not recorded
         decision = json.loads(result.answer) if result.answer else {}
         patch = str(decision.get("patch") or "")
         traj.update(
@@ -124,7 +126,7 @@ async def run_instance(
     except (GitError, MdapError, OSError) as err:
         if isinstance(err, OutputError):
             raise
-        if is_disk_full(err) or "No space left on device" in str(err):  # git's own message, too: stop the run
+        if is_disk_full(err) or mentions_disk_full(str(err), work):  # git's own words, too: stop the run
             raise output_error(OSError(errno.ENOSPC, "No space left on device"), work) from err
         # an infrastructure failure (checkout, model server) of this instance: recorded as an error and
         # not as a prediction, so the other instances go on and a resumed run tries this one again

@@ -177,6 +177,28 @@ def _grade_only(args: argparse.Namespace, instances: list[Any], box: Sandbox) ->
     return 0
 
 
+def _print_recorded(out: Path) -> None:
+    from mdap.evals.swebench import InstanceResult
+
+    path = out / "results.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    rows = []
+    for line in lines:
+        try:
+            rows.append(InstanceResult.model_validate_json(line))
+        except ValueError:
+            continue  # a line cut short by the full disk
+    if rows:
+        resolved = sum(1 for r in rows if r.resolved)
+        print(f"recorded in {path} so far: {len(rows)} instance(s), {resolved} resolved")
+        for r in rows:
+            shown = "-" if r.resolved is None else "yes" if r.resolved else "no"
+            print(f"  {r.instance_id}  {r.status}  resolved {shown}")
+
+
 def _grading_errors(errors: dict[str, str]) -> None:
     print(
         f"mdap: error: {len(errors)} prediction(s) could not be graded to the end: {', '.join(errors)}",
@@ -231,6 +253,9 @@ async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> 
                 progress=not args.no_progress,
                 sandbox=box,
             )
+    except OutputError:  # a full disk: what is recorded so far still goes to stdout, then the error
+        _print_recorded(out)
+        raise
     finally:
         stop = getattr(model, "stop", None)
         if stop is not None:
