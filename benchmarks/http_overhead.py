@@ -62,12 +62,13 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
 
 
 # ---- the bare loop ------------------------------------------------------------------------------------------
-async def bare_chain(session: aiohttp.ClientSession, url: str, disks: int) -> int:
-    """Solve Hanoi by first-to-ahead-by-k with plain posts; returns the steps decided."""
+async def bare_chain(session: aiohttp.ClientSession, url: str, disks: int, sent: list[int]) -> int:
+    """Solve Hanoi by first-to-ahead-by-k with plain posts; returns the steps decided (``sent[0]``: requests)."""
     ms = HanoiStep(disks)
     state = ms.initial()
 
     async def post(messages: list[dict[str, str]], temperature: float) -> str | None:
+        sent[0] += 1
         body = {"model": "simulated", "messages": messages, "temperature": temperature, "max_tokens": 750}
         async with session.post(f"{url}/chat/completions", data=json.dumps(body)) as response:
             data = json.loads(await response.read())
@@ -95,9 +96,10 @@ async def bare_chain(session: aiohttp.ClientSession, url: str, disks: int) -> in
 
 
 async def bare(url: str, disks: int, chains: int = 1) -> tuple[int, int]:
+    sent = [0]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        steps = await asyncio.gather(*(bare_chain(session, url, disks) for _ in range(chains)))
-    return sum(steps), 0
+        steps = await asyncio.gather(*(bare_chain(session, url, disks, sent) for _ in range(chains)))
+    return sum(steps), sent[0]
 
 
 # ---- mdap ---------------------------------------------------------------------------------------------------
@@ -131,6 +133,8 @@ def head_to_head(latency_ms: float, disks: int, reps: int) -> None:
     cpus: dict[str, list[float]] = {name: [] for name in contenders}
     requests: dict[str, int] = {}
     try:
+        for run in contenders.values():  # warm-up: imports, first connections
+            measure(run, url, 3)
         for _ in range(reps):
             for name, run in contenders.items():
                 rate, cpu, req = measure(run, url, disks)
@@ -143,7 +147,7 @@ def head_to_head(latency_ms: float, disks: int, reps: int) -> None:
     bare_rate = statistics.median(rates["bare aiohttp"])
     for name in contenders:
         rate = statistics.median(rates[name])
-        req = f"{requests[name] / (2**disks - 1):>9.2f}" if requests[name] else f"{'3+':>9}"
+        req = f"{requests[name] / (2**disks - 1):>9.2f}"
         print(f"{latency_ms:>6.0f}ms {name:<22} {rate:>9.1f} {statistics.median(cpus[name]):>11.3f} {req} "
               f"{rate / bare_rate:>8.2f}x", flush=True)  # fmt: skip
 
@@ -151,6 +155,7 @@ def head_to_head(latency_ms: float, disks: int, reps: int) -> None:
 def chains_through_one_client(latency_ms: float, runs: list[tuple[int, int]]) -> None:
     proc, url = start_server(latency_ms)
     try:
+        measure(mdap, url, 3)  # warm-up: imports, first connections
         one = 0.0
         for chains, disks in runs:
             rate, cpu, req = measure(mdap, url, disks, chains)
