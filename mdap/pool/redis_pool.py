@@ -49,6 +49,10 @@ class _Waiting:
     stream: str
     payload: str
     since: float = field(default_factory=time.monotonic)
+    entry: str = ""
+    """The stream entry id of the step's latest publication."""
+    checked: float = field(default_factory=time.monotonic)
+    """When the entry was last checked for being lost (see RedisPool._find_lost)."""
 
 
 class RedisPool:
@@ -63,6 +67,8 @@ class RedisPool:
         reconnect_timeout: seconds to keep retrying when Redis goes away mid-run (e.g. a restart).
         poll_s: how often a waiting step checks for a stored result whose reply went missing.
         warn_after_s: warn (once per role) when a step waits this long and no live worker serves its role.
+        lost_check_s: how often a waiting step checks that its stream entry still exists; one that vanished
+            without a result (the stream was deleted, FLUSHALL) is published again.
 
     Raises:
         ConfigError: not a Redis URL, or a bad setting.
@@ -78,6 +84,7 @@ class RedisPool:
         reconnect_timeout: float = 30.0,
         poll_s: float = 1.0,
         warn_after_s: float = 10.0,
+        lost_check_s: float = 5.0,
     ) -> None:
         self.url = check_url(url)
         if role is not None and (not role or ":" in role):
@@ -90,6 +97,7 @@ class RedisPool:
         self.reconnect_timeout = reconnect_timeout
         self.poll_s = poll_s
         self.warn_after_s = warn_after_s
+        self.lost_check_s = lost_check_s
         self.client_id = uuid.uuid4().hex[:12]
         self._reply_key = self.keys.reply(self.client_id)
         self._redis: Redis | None = None
@@ -205,9 +213,12 @@ class RedisPool:
         if client is None:
             raise PoolError("the Redis pool is not open: use `async with RedisPool(...)` or await pool.open()")
         future: asyncio.Future[StepResult] = asyncio.get_running_loop().create_future()
-        self._waiting[step_id] = _Waiting(future, stream, payload)
+        waiting = self._waiting[step_id] = _Waiting(future, stream, payload)
         try:
-            await retrying(lambda: client.xadd(stream, {"job": payload}), what="publish a step", **self._retry_args())
+            entry = await retrying(
+                lambda: client.xadd(stream, {"job": payload}), what="publish a step", **self._retry_args()
+            )
+            waiting.entry = _text(entry)
             return await future
         finally:
             self._waiting.pop(step_id, None)
@@ -270,14 +281,53 @@ class RedisPool:
         if not stale:
             return
         stored = await client.mget([self.keys.result(sid) for sid, _ in stale])
-        for (_, waiting), raw in zip(stale, stored, strict=True):
+        unanswered: list[tuple[str, _Waiting]] = []
+        for (sid, waiting), raw in zip(stale, stored, strict=True):
             if raw is not None:
                 self._resolve(raw)
             elif resubmit:
-                await client.xadd(waiting.stream, {"job": waiting.payload})
+                waiting.entry = _text(await client.xadd(waiting.stream, {"job": waiting.payload}))
+            elif now - waiting.checked >= self.lost_check_s:
+                unanswered.append((sid, waiting))
+        if unanswered:
+            await self._find_lost(client, unanswered, now)
         oldest = max((now - w.since for _, w in stale), default=0.0)
         if oldest >= self.warn_after_s:
             await self._warn_if_no_workers(client, {w.stream for _, w in stale})
+
+    async def _find_lost(self, client: Redis, waiting: list[tuple[str, _Waiting]], now: float) -> None:
+        """Publish again the steps whose stream entry is gone while no result is stored.
+
+        An entry leaves the stream only once a worker acked it -- after storing its result, or after publishing a
+        retry (whose entry id it records under ``moved:<step>``) -- or when the stream is deleted (DEL, FLUSHALL):
+        then nobody will ever answer the step. Publishing it again is safe (see :meth:`_recover`).
+        """
+        async with client.pipeline(transaction=False) as pipe:
+            for sid, _ in waiting:
+                pipe.get(self.keys.moved(sid))
+            moved = await pipe.execute()
+        async with client.pipeline(transaction=False) as pipe:
+            for (_, w), retry in zip(waiting, moved, strict=True):
+                w.checked = now
+                entry = _text(retry) if retry is not None else w.entry
+                pipe.xrange(w.stream, entry, entry, count=1)
+            found = await pipe.execute()
+        lost = [(sid, w) for (sid, w), hit in zip(waiting, found, strict=True) if not hit]
+        if not lost:
+            return
+        results = await client.mget([self.keys.result(sid) for sid, _ in lost])
+        again = [(sid, w) for (sid, w), raw in zip(lost, results, strict=True) if raw is None]
+        for raw in results:
+            if raw is not None:
+                self._resolve(raw)
+        for _, w in again:
+            w.entry = _text(await client.xadd(w.stream, {"job": w.payload}))
+        if again:
+            log.warning(
+                "%d waiting step(s) vanished from %s without a result (stream deleted or FLUSHALL?); published again",
+                len(again),
+                ", ".join(sorted({w.stream for _, w in again})),
+            )
 
     async def _warn_if_no_workers(self, client: Redis, streams: set[str]) -> None:
         roles = {s.rsplit(":", 1)[-1] for s in streams} - self._warned
@@ -350,6 +400,10 @@ class _ChainRunner:
         """Wait for the pending result deletions."""
         if self.cleanups:
             await asyncio.gather(*self.cleanups, return_exceptions=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _decision(result: StepResult, load: Callable[[Any], Any]) -> Decision[Any]:

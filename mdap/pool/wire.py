@@ -47,6 +47,10 @@ class Keys:
         """The result of a step, written once (SET NX): a step run twice still has one result."""
         return f"{self.prefix}:result:{step_id}"
 
+    def moved(self, step_id: str) -> str:
+        """The stream entry id of a step's latest retry (a worker republished it after an error)."""
+        return f"{self.prefix}:moved:{step_id}"
+
     def reply(self, client: str) -> str:
         """The list a coordinator pops its results from."""
         return f"{self.prefix}:reply:{client}"

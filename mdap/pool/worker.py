@@ -324,7 +324,9 @@ class Worker:
                 pipe.xadd(self.stream, {"job": retry.model_dump_json()})
                 pipe.xack(self.stream, GROUP, entry_id)
                 pipe.hincrby(self.keys.stats(cfg.role), "retried", 1)
-                await pipe.execute()
+                new_entry, *_ = await pipe.execute()
+            # the coordinator checks that its step's entry still exists; this names the entry that replaced it
+            await self._redis.set(self.keys.moved(request.id), new_entry, ex=cfg.result_ttl_s)
             return
         if await self._complete(entry_id, request, result.model_dump_json(), "done"):
             self.done += 1

@@ -8,14 +8,16 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 from pool_helpers import RedisServer, Workers, wait_until
 
-from mdap import Executor, FirstToAheadByK
-from mdap.evals.hanoi import hanoi_chain, register_pool_kinds
+from mdap import Executor, FirstToAheadByK, Sample
+from mdap.evals.hanoi import hanoi_chain, register_pool_kinds, simulated_hanoi_model
 from mdap.pool import (
     KindRegistry,
     PoolStatus,
@@ -27,6 +29,7 @@ from mdap.pool import (
     WorkerConfig,
     pool_status,
 )
+from mdap.types import Message
 
 FAST = ["--heartbeat", "0.3", "--claim-idle", "1"]
 
@@ -81,6 +84,71 @@ async def test_a_reply_to_of_the_wrong_type_is_dead_lettered_once_and_acked(redi
         await client.aclose()
 
 
+def hanoi_worker(url: str, model: object | None = None, **cfg: object) -> Worker:
+    kinds = KindRegistry()
+    register_pool_kinds(kinds)
+    handler = StepHandler(kinds, model) if model is not None else StepHandler(kinds, simulated=SimulatedSettings())  # type: ignore[arg-type]
+    return Worker(url, handler, WorkerConfig(role="hanoi", heartbeat_s=0.1, claim_idle_s=1.0, **cfg))  # type: ignore[arg-type]
+
+
+async def test_a_step_lost_with_its_deleted_stream_is_published_again(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = redis_server.url
+    client = aioredis.Redis.from_url(url)
+    pool = RedisPool(url, poll_s=0.1, lost_check_s=0.3)
+    run = asyncio.create_task(Executor(None, FirstToAheadByK(k=2), pool=pool).run(hanoi_chain(3)))
+    for _ in range(200):  # no worker yet: the first step waits in the stream
+        if await client.xlen("mdap:steps:hanoi"):
+            break
+        await asyncio.sleep(0.02)
+    assert await client.delete("mdap:steps:hanoi") == 1
+    worker = hanoi_worker(url)
+    task = asyncio.create_task(worker.run())
+    try:
+        report = await asyncio.wait_for(run, 20)
+        assert report.ok and report.steps == 7
+        assert "1 waiting step(s) vanished from mdap:steps:hanoi without a result" in caplog.text
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await client.aclose()
+
+
+class SlowAfterHiccups:
+    """Raises on its first ``failures`` calls, then answers after ``latency_s``."""
+
+    def __init__(self, failures: int, latency_s: float) -> None:
+        self.inner = simulated_hanoi_model()
+        self.failures = failures
+        self.latency_s = latency_s
+
+    async def sample(self, messages: Sequence[Message], **kw: object) -> list[Sample]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("model server hiccup")
+        await asyncio.sleep(self.latency_s)
+        return await self.inner.sample(messages, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_retried_step_is_not_lost(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    url = redis_server.url
+    client = aioredis.Redis.from_url(url)
+    worker = hanoi_worker(url, SlowAfterHiccups(1, 0.5), trim_every_s=0.1)
+    task = asyncio.create_task(worker.run())
+    try:
+        pool = RedisPool(url, poll_s=0.1, lost_check_s=0.2)
+        report = await asyncio.wait_for(Executor(None, FirstToAheadByK(k=1), pool=pool).run(hanoi_chain(1)), 20)
+        assert report.ok
+        stats = await client.hgetall("mdap:stats:hanoi")
+        assert int(stats[b"retried"]) == 1 and int(stats[b"done"]) == 1 and b"duplicate" not in stats
+        assert "vanished" not in caplog.text
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await client.aclose()
+
+
 def test_workers_recreate_a_deleted_stream_and_group_and_keep_serving(
     redis_server: RedisServer, workers: Workers, tmp_path: Path
 ) -> None:
@@ -111,8 +179,10 @@ def test_pool_status_shows_live_workers_and_their_role_after_a_restart_without_p
     for _ in range(3):
         workers.start(url, *FAST)
     wait_until(lambda: len(status(url).workers) == 3, 20, "3 live workers")
+    client = redis.Redis.from_url(url)
+    client.set("marker", "before the restart")
     redis_server.restart()
-    assert redis.Redis.from_url(url).dbsize() == 0, "the restart forgot everything"
+    assert client.get("marker") is None, "the restart forgot everything"
 
     def all_back() -> bool:
         s = status(url)
