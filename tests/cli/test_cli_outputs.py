@@ -43,9 +43,9 @@ def _main(argv: list[str]) -> int:
         return int(stop.code or 0)
 
 
-def _mount(where: Path, *options: str) -> None:
+def _mount(where: Path, size: str = "size=64k") -> None:
     where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=64k", *options)), "tmpfs", str(where)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(where)], check=True)
 
 
 def _umount(where: Path) -> None:
@@ -265,6 +265,20 @@ def test_hanoi_trace_filling_the_disk(tmp_path: Path, tiny: Path, capsys: pytest
     assert f"{FULL} {trace}: free space and rerun with --resume" in capsys.readouterr().err
 
 
+def test_hanoi_resumes_from_the_checkpoint_a_full_disk_left(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, trace = tiny / "run", tiny / "trace.jsonl"
+    args = ["hanoi", "--disks", "10", "--no-progress", "--run-dir", str(run_dir), "--trace", str(trace)]
+    assert _main([*args, "--checkpoint-every", "100"]) == 1
+    assert "free space and rerun with --resume" in capsys.readouterr().err
+    saved = json.loads((run_dir / "checkpoint.json").read_text())  # the last checkpoint is whole
+    assert 0 < saved["next_step"] < 1023
+    subprocess.run(["mount", "-o", "remount,size=4m", str(tiny)], check=True)  # space freed
+    assert _main([*args, "--checkpoint-every", "100", "--resume"]) == 0
+    shown = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert (shown["steps"], shown["total_steps"], shown["errors"]) == ("1023", "1023", "0")
+    assert len(trace.read_text().splitlines()) == 1023  # every step once: the cut-off tail was dropped
+
+
 def test_run_sqlite_checkpoint_on_a_full_disk(tmp_path: Path, full: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = full / "runs.sqlite"
     roles = str(_roles(tmp_path))
@@ -382,6 +396,27 @@ def test_grading_onto_a_full_disk_exits_1_naming_the_file(
     err = capsys.readouterr().err
     assert f"{FULL} {full / 'logs'}" in err and "free space and grade again" in err
     assert "Traceback" not in err and not report.exists()
+
+
+def test_swebench_run_onto_a_full_disk_records_no_disk_failure_and_resumes(
+    mini: MiniSuite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = tmp_path / "disk"
+    _mount(where, "size=256k")
+    try:
+        out = where / "run"
+        args = ["--out", str(out), "--sandbox", "none"]
+        assert _swebench(mini, *args) == 1
+        stdout, err = capsys.readouterr()
+        assert f"{FULL} {out / 'work'}" in err and "rerun with --resume" in err
+        recorded = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        assert all(r["status"] == "ok" for r in recorded)  # a checkout the disk broke is not the model's failure
+        assert f"recorded in {out / 'results.jsonl'} so far: {len(recorded)} instance(s)" in stdout
+        subprocess.run(["mount", "-o", "remount,size=8m", str(where)], check=True)
+        assert _swebench(mini, *args, "--resume") == 0
+        assert "resolved 6/6" in capsys.readouterr().out
+    finally:
+        _umount(where)
 
 
 @pytest.mark.parametrize("rate", ["3", "-0.5", "nan"])
