@@ -47,6 +47,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--temperature", type=float, default=0.1, help="sampling temperature")
     p.add_argument("--first-temperature", type=float, default=None, help="temperature of each step's first sample")
     p.add_argument(
+        "--preset",
+        choices=("maker",),
+        default=None,
+        help="maker: MAKER's voter -- each step's first sample greedy (temperature 0), the rest at 0.1, samples "
+        "over 750 tokens red-flagged (the server is asked for no more); flags given explicitly win",
+    )
+    p.add_argument(
+        "--runs",
+        type=positive_int,
+        default=1,
+        help="independent runs at once through one model client, one combined report (default 1)",
+    )
+    p.add_argument(
         "--max-samples", type=int, default=None, help=f"sample cap per step (default 100; {LOCAL_MAX_SAMPLES} if local)"
     )
     p.add_argument(
@@ -73,8 +86,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def _hanoi(args: argparse.Namespace) -> int:
     from mdap.evals.hanoi import HanoiConfig, run_hanoi
+    from mdap.executor import run_path
 
     local = args.model == "local"
+    maker = args.preset == "maker"
     cfg = HanoiConfig.build(
         disks=args.disks,
         model=args.model,
@@ -91,7 +106,7 @@ def _hanoi(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         first_temperature=args.first_temperature,
         max_samples=(LOCAL_MAX_SAMPLES if local else 100) if args.max_samples is None else args.max_samples,
-        max_tokens=(LOCAL_MAX_TOKENS if local else 750) if args.max_tokens is None else args.max_tokens,
+        max_tokens=(LOCAL_MAX_TOKENS if local and not maker else 750) if args.max_tokens is None else args.max_tokens,
         run_dir=args.run_dir,
         trace=args.trace,
         resume=args.resume,
@@ -99,11 +114,14 @@ def _hanoi(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         pool=args.pool,
         decorrelate=args.decorrelate,
+        runs=args.runs,
+        preset=args.preset,
     )
     if args.report is not None:
         check_output_file(args.report, "--report")
     if args.trace is not None:
-        check_output_file(args.trace, "--trace", make_parents=True)
+        for trace in [args.trace] if args.runs == 1 else [run_path(args.trace, i) for i in range(args.runs)]:
+            check_output_file(trace, "--trace", make_parents=True)
     check_output_dir(cfg.checkpoint_path.parent, "--run-dir")
     with guard_outputs(cfg.checkpoint_path, args.trace):
         report = asyncio.run(run_hanoi(cfg))
@@ -113,6 +131,8 @@ def _hanoi(args: argparse.Namespace) -> int:
         "expected_samples_per_step", "red_flags", "k", "wall_seconds", "steps_per_second", "failure",
     )  # fmt: skip
     width = max(map(len, keys))
+    if args.runs > 1:
+        print(f"{'runs':<{width}}  {args.runs}")
     for key in keys:
         value = data[key]
         shown = f"{value:,.3f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value

@@ -104,7 +104,14 @@ def _serve_simulated(args: argparse.Namespace) -> int:
     server = RunningServer(sim, host=args.host, port=args.port or free_port(args.host))
     print(f"mdap: serving the simulated {args.task} model {sim.name!r} at {server.base_url}; Ctrl-C to stop")
     sys.stdout.flush()
-    server.run()  # until Ctrl-C or SIGTERM
+    # uvicorn stops on Ctrl-C or SIGTERM, then raises the signal again for the handler it found: a no-op here
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: uvicorn has stopped the server
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("mdap: server stopped", file=sys.stderr)
     return 0
 
