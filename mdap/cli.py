@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 
 from mdap._outputs import disk_full_error
@@ -94,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mdap: interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
+    except Exception:  # a bug: the traceback helps, a credential in its messages must not show (mdap._redact)
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
     finally:
         restore()  # an in-process caller (a test, an embedding program) keeps its own handler
 

@@ -157,8 +157,9 @@ def test_bench_gaia_never_prints_or_stores_the_key_of_the_model_url(tmp_path: Pa
     assert "SECRET" not in done.stdout + done.stderr
     files = sorted(p.name for p in out.iterdir())
     assert {"run.json", "summary.json"} <= set(files)
-    for path in out.iterdir():
-        assert "SECRET" not in path.read_text(errors="replace"), path.name
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"SECRET" not in path.read_bytes(), path
     assert json.loads((out / "run.json").read_text())["model"] == "http://***@127.0.0.1:9/v1?api_key=***"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "http://***@127.0.0.1:9/v1?api_key=***" and len(summary["errors"]) == 2
@@ -175,3 +176,33 @@ def test_hanoi_errors_reports_and_traces_never_show_the_key(tmp_path: Path) -> N
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert b"SECRET" not in path.read_bytes(), path
+
+
+def test_the_cli_redacts_errors_bugs_and_log_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import argparse
+
+    import mdap.cli as cli
+
+    def handler_raising(err: Exception) -> object:
+        def handler(args: argparse.Namespace) -> int:
+            logging.getLogger("mdap.test_secrets").warning("connecting to %s", "redis://:KEY@h:6379")
+            raise err
+
+        return handler
+
+    for err, shown, code in [
+        (ModelError("server http://u:KEY@h/v1 refused"), "mdap: error: ModelError: server http://***@h/v1 refused", 1),
+        (ConfigError("bad --model http://h/v1?api_key=KEY"), "mdap: error: bad --model http://h/v1?api_key=***", 2),
+        (RuntimeError("a bug near Authorization: Bearer KEY"), "RuntimeError: a bug near Authorization: Bearer ***", 1),
+    ]:
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(handler=handler_raising(err))
+        monkeypatch.setattr(cli, "build_parser", lambda p=parser: p)
+        with caplog.at_level(logging.WARNING, logger="mdap.test_secrets"):
+            assert cli.main([]) == code
+        printed = capsys.readouterr().err
+        assert shown in printed and "KEY" not in printed
+        assert "connecting to redis://***@h:6379" in caplog.text and "KEY" not in caplog.text
+        caplog.clear()
