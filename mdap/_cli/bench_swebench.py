@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mdap._cli._args import id_list
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap._outputs import check_output_dir, check_output_file, guard_outputs
+from mdap._redact import redact
 from mdap.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
@@ -223,7 +224,7 @@ async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> 
         name = "mdap-simulated"
     else:
         model = from_spec(args.model, model_name=args.model_name, adapter=args.adapter)
-        name = f"mdap-{args.model_name or args.model}"
+        name = redact(f"mdap-{args.model_name or args.model}")  # stored in the predictions and the summary
     options = PipelineOptions(
         candidates=args.candidates,
         k=args.k,
