@@ -50,6 +50,9 @@ class WorkerRole:
         plain_answers: a reply in none of the answer spellings (``{"answer": ...}``, ``FINAL ANSWER: ...``,
             ``\\boxed{...}``) is taken whole as the answer; False red-flags it (``format``).
         pass_through: decides a subtask without the model when it returns an answer (see :data:`PassThrough`).
+        must_act: the first reply must call a tool: sent with ``tool_choice="required"`` where the model takes
+            native tool calls (a small model asked with ``"auto"`` writes the call as bare JSON, or answers
+            from memory). Nothing is forced with the text protocol.
 
     Raises:
         ConfigError: a bad name, duplicate tool names, or max_tool_rounds < 0.
@@ -67,6 +70,7 @@ class WorkerRole:
     max_answer_chars: int = 20_000
     plain_answers: bool = True
     pass_through: PassThrough | None = field(default=None, repr=False)
+    must_act: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mdap.errors import RedFlag, SubtaskFailed
-from mdap.models import ChatModel, Sample
+from mdap.models import ChatModel, Sample, json_schema_format, supports, with_options
 from mdap.types import Message
 from mdap.voters import Decision, Voter
 
@@ -79,6 +79,18 @@ class Meter:
         self.seconds = 0.0
         self.red_flags: dict[str, int] = {}
 
+    @property
+    def native_tools(self) -> bool | None:
+        """The wrapped model's ``native_tools`` (see :mod:`mdap.models.options`)."""
+        value = getattr(self.model, "native_tools", False)
+        return value if value is None else bool(value)
+
+    @property
+    def structured_outputs(self) -> bool | None:
+        """The wrapped model's ``structured_outputs``."""
+        value = getattr(self.model, "structured_outputs", False)
+        return value if value is None else bool(value)
+
     async def sample(
         self,
         messages: Sequence[Message],
@@ -87,9 +99,12 @@ class Meter:
         temperature: float = 0.0,
         max_tokens: int | None = None,
         adapter: str | None = None,
+        **options: Any,
     ) -> list[Sample]:
-        """Delegate to the wrapped model and count the call."""
-        out = await self.model.sample(messages, n=n, temperature=temperature, max_tokens=max_tokens, adapter=adapter)
+        """Delegate to the wrapped model (with the optional request fields in ``options``) and count the call."""
+        out = await self.model.sample(
+            messages, n=n, temperature=temperature, max_tokens=max_tokens, adapter=adapter, **options
+        )
         self.calls += 1
         if out:
             self.seconds += out[0].latency_s
@@ -117,6 +132,7 @@ class Worker:
         self.voter = voter
         self.events = events or EventBus()
         self.tools: dict[str, Tool] = {t.name: t for t in role.tools}
+        self._specs = [t.spec() for t in role.tools]
         base = (role.system_prompt.strip() + "\n\n" if role.system_prompt.strip() else "") + WORKER_PROTOCOL
         self._system_plain = base
         if self.tools:
@@ -161,7 +177,8 @@ class Worker:
         dropped: dict[str, int] = {}
         for round_ in range(rounds + 1):
             allow_tools = round_ < rounds
-            decision: Decision[Action] = await voter.decide(meter, messages, self._parser(allow_tools, item, dropped))
+            asked = with_options(meter, **self._request_options(round_, allow_tools, item))
+            decision: Decision[Action] = await voter.decide(asked, messages, self._parser(allow_tools, item, dropped))
             for kind, c in dropped.items():
                 decision.red_flags[kind] = decision.red_flags.get(kind, 0) + c
             dropped.clear()
@@ -205,6 +222,25 @@ class Worker:
         out.model_seconds = meter.seconds
         out.prompt_tokens = meter.prompt_tokens  # voters do not count prompt tokens; the backend's samples do
         return out
+
+    def _request_options(self, round_: int, allow_tools: bool, item: WorkItem) -> dict[str, Any]:
+        """The optional request fields of one round, where the model takes them (:mod:`mdap.models.options`).
+
+        A tool round goes out with native ``tools``: ``tool_choice`` "required" for a role that must act in its
+        first round, "auto" after it (the text protocol reads what comes back either way). A round that can only
+        answer is constrained to ``{"answer": "..."}`` by a JSON schema; a tool round without native tools to
+        the answer or the calls of the role's tools. Splitting (``too_big``) is not in the schemas: a subtask that
+        may be split goes unconstrained.
+        """
+        options: dict[str, Any] = {}
+        if allow_tools and supports(self.model, "native_tools"):
+            options["tools"] = self._specs
+            options["tool_choice"] = "required" if round_ == 0 and self.role.must_act else "auto"
+            return options
+        if supports(self.model, "structured_outputs") and not item.may_split:
+            schema = _reply_schema(self.role.tools) if allow_tools else _ANSWER_SCHEMA
+            options["response_format"] = json_schema_format("worker_reply", schema)
+        return options
 
     def _passed_through(self, item: WorkItem) -> str | None:
         """The role's pass-through answer for ``item`` (canonicalized), or None to ask the model."""
@@ -273,6 +309,36 @@ def fresh_voter(voter: Voter) -> Voter:
     if "temperature" in names and getattr(voter, "temperature", 1.0) == 0:
         changes["temperature"] = RETRY_TEMPERATURE
     return dataclasses.replace(voter, **changes) if changes else voter
+
+
+_ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+
+
+def _reply_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+    """A reply that answers, or calls the given tools with their own argument schemas (no ``pattern``)."""
+    call = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"name": {"enum": [t.name]}, "arguments": dict(t.parameters)},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for t in tools
+        ]
+    }
+    calls = {
+        "type": "object",
+        "properties": {"tool_calls": {"type": "array", "items": call, "minItems": 1}},
+        "required": ["tool_calls"],
+        "additionalProperties": False,
+    }
+    return {"anyOf": [_ANSWER_SCHEMA, calls]}
 
 
 def _tool_line(tool: Tool) -> str:

@@ -11,6 +11,7 @@ from .adapters import Adapter, AdapterRegistry
 from .base import ChatModel, Sample
 from .local import LocalModel
 from .openai_compat import OpenAICompatible
+from .options import json_schema_format, supports, with_options
 from .scripted import ModelCall, ScriptedModel
 from .simulated import Oracle, SimulatedModel, WrongAnswer, perturb_digit
 from .vllm_server import VLLMServer
@@ -28,5 +29,8 @@ __all__ = [
     "SimulatedModel",
     "VLLMServer",
     "WrongAnswer",
+    "json_schema_format",
     "perturb_digit",
+    "supports",
+    "with_options",
 ]

@@ -110,6 +110,11 @@ class OpenAICompatible:
             are always single requests (vLLM refuses ``n > 1`` for them).
         extra_body: extra JSON fields sent with every request (server-specific sampling options, ``tool_choice``).
         warn_wait_s: a request that waits longer than this for a concurrency slot logs a warning.
+        native_tools: the server takes ``tools`` and ``tool_choice`` (vLLM: ``--enable-auto-tool-choice
+            --tool-call-parser ...``); None = try on first use: a request the server refuses (HTTP 400/422) is sent
+            again without them, and they are not sent again (see :mod:`mdap.models.options`).
+        structured_outputs: the server takes ``response_format`` with a JSON schema; None = try on first use, as
+            for ``native_tools``.
 
     A client serves whichever event loop calls it (a fresh HTTP connection pool per loop). The API key is sent
     only in the ``Authorization`` header and never shown: messages show the URL redacted.
@@ -132,6 +137,8 @@ class OpenAICompatible:
         use_n: bool = True,
         extra_body: Mapping[str, Any] | None = None,
         warn_wait_s: float = 1.0,
+        native_tools: bool | None = None,
+        structured_outputs: bool | None = None,
     ) -> None:
         if urlparse(base_url).scheme not in ("http", "https") or not urlparse(base_url).netloc:
             raise ConfigError(
@@ -155,6 +162,12 @@ class OpenAICompatible:
         self.use_n = use_n
         self.extra_body = dict(extra_body or {})
         self.warn_wait_s = warn_wait_s
+        self.native_tools = native_tools
+        """Whether the server takes ``tools``/``tool_choice``: True, False, or None (not known yet)."""
+        self.structured_outputs = structured_outputs
+        """Whether the server takes ``response_format``: True, False, or None (not known yet)."""
+        self._accepted: set[str] = set()
+        self._refused: set[str] = set()
         self._root, auth = _auth(self.base_url, api_key)
         self._headers = {"Authorization": auth, "Content-Type": "application/json"}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -244,11 +257,19 @@ class OpenAICompatible:
         max_tokens: int | None = None,
         adapter: str | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        response_format: Mapping[str, Any] | None = None,
     ) -> list[Sample]:
         """Draw ``n`` completions of ``messages`` from ``adapter`` (default: this client's adapter, else the base).
 
         With ``tools`` (OpenAI function specs), a choice that calls tools has as its text the calls in the
         format mdap's workers read: ``{"tool_calls": [...]}`` (JSON), and ``finish_reason`` ``"tool_calls"``.
+        ``tool_choice`` goes with them (``"required"``: the reply must call a tool). ``response_format``
+        constrains the reply (structured outputs). These fields are left out when the server is known not to take
+        them (``native_tools`` / ``structured_outputs`` False). The first request that carries them in a form
+        (each ``tool_choice`` value is a form: a server may take ``"required"`` and refuse ``"auto"``) finds out:
+        when the server refuses it (HTTP 400/422), it is sent again without them, that form is not sent again, and
+        a feature not known yet is off for this client.
 
         Raises:
             ConfigError: n < 1 or a negative temperature.
@@ -263,10 +284,31 @@ class OpenAICompatible:
         body: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
-        if tools:
-            body["tools"] = tools
+        sent = self._optional_fields(body, tools, tool_choice, response_format)
         if self.extra_body:
             body.update(self.extra_body)
+        if sent:
+            try:
+                samples = await self._request(body, 1, max_tokens, model, adapter)
+            except _Refused as err:
+                self._refused.update(sent)
+                if self.native_tools is None and any(k.startswith("tool_choice") for k in sent):
+                    self.native_tools = False
+                if self.structured_outputs is None and "response_format" in sent:
+                    self.structured_outputs = False
+                log.info("%s: the server refused %s (%s); sent without them", self.shown_url, sorted(sent), err)
+                for field in ("tools", "tool_choice", "response_format"):
+                    body.pop(field, None)
+                samples = await self._request(body, 1, max_tokens, model, adapter)
+            else:
+                if any(k.startswith("tool_choice") for k in sent) and self.native_tools is None:
+                    self.native_tools = True
+                if "response_format" in sent and self.structured_outputs is None:
+                    self.structured_outputs = True
+                self._accepted.update(sent)
+            if n > 1:
+                samples += await self._singles(body, n - 1, max_tokens, model, adapter)
+            return samples
         if n == 1 or not self.use_n or temperature == 0:  # vLLM refuses n > 1 for greedy decoding
             return await self._singles(body, n, max_tokens, model, adapter)
         samples = await self._request(body, n, max_tokens, model, adapter)
@@ -274,6 +316,31 @@ class OpenAICompatible:
             self.use_n = False
             samples += await self._singles(body, n - len(samples), max_tokens, model, adapter)
         return samples[:n]
+
+    def _optional_fields(
+        self,
+        body: dict[str, Any],
+        tools: Sequence[Mapping[str, Any]] | None,
+        tool_choice: str | Mapping[str, Any] | None,
+        response_format: Mapping[str, Any] | None,
+    ) -> set[str]:
+        """Put the optional fields the server may take into ``body``; return the keys of those whose support is
+        not certain yet (unknown, or never tried in this form): a refusal of the request turns them off."""
+        unsure: set[str] = set()
+        if tools and self.native_tools is not False:
+            key = f"tool_choice={tool_choice if isinstance(tool_choice, str) else 'auto'}"
+            if key not in self._refused:
+                body["tools"] = tools
+                if tool_choice is not None:
+                    body["tool_choice"] = tool_choice
+                if key not in self._accepted:
+                    unsure.add(key)
+        structured = self.structured_outputs is not False and "response_format" not in self._refused
+        if response_format is not None and structured:
+            body["response_format"] = response_format
+            if "response_format" not in self._accepted:
+                unsure.add("response_format")
+        return unsure
 
     async def _singles(
         self, body: dict[str, Any], n: int, max_tokens: int | None, model: str, adapter: str | None
@@ -357,7 +424,8 @@ class OpenAICompatible:
                 problem = f"HTTP {status}: {_error_text(raw)}"
                 if status != 429 and status < 500:
                     hint = _status_hint(status, self.shown_url)
-                    raise ModelError(redact(f"{self._where(model)}: {problem}; {hint}"))
+                    refused = _Refused if status in (400, 422) else ModelError
+                    raise refused(redact(f"{self._where(model)}: {problem}; {hint}"))
                 hint = "the server is rate limiting" if status == 429 else "the server failed; check its log"
             finally:
                 if slots is not None:
@@ -375,6 +443,10 @@ class OpenAICompatible:
                 pass  # an HTTP date: fall back to our own backoff
         base = min(self.backoff_s * 2.0**attempt, _MAX_BACKOFF_S)
         return base * (0.5 + random.random() / 2)
+
+
+class _Refused(ModelError):
+    """The server refused the request as malformed (HTTP 400/422): fields it does not take, among others."""
 
 
 def _samples(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from mdap.errors import ModelError
 from mdap.types import Message
@@ -16,12 +17,14 @@ __all__ = ["ModelCall", "ScriptedModel"]
 
 @dataclass(frozen=True, slots=True)
 class ModelCall:
-    """One recorded request: how many samples at which temperature, and the prompt's last message."""
+    """One recorded request: how many samples at which temperature, the prompt's last message, and the optional
+    request fields it carried (``tools``, ``tool_choice``, ``response_format``; see :mod:`mdap.models.options`)."""
 
     n: int
     temperature: float
     adapter: str | None
     prompt: str
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ScriptedModel:
@@ -34,12 +37,23 @@ class ScriptedModel:
     Args:
         responses: the samples to return, in order.
         latency_s: seconds each call waits before answering.
+        native_tools: it takes ``tools`` and ``tool_choice`` (recorded, not used: the script decides).
+        structured_outputs: it takes ``response_format`` (recorded, not used).
 
     Raises:
         ModelError: from :meth:`sample` when the script has run out.
     """
 
-    def __init__(self, responses: Iterable[str | tuple[str, str, int]], *, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        responses: Iterable[str | tuple[str, str, int]],
+        *,
+        latency_s: float = 0.0,
+        native_tools: bool = False,
+        structured_outputs: bool = False,
+    ) -> None:
+        self.native_tools = native_tools
+        self.structured_outputs = structured_outputs
         self._responses = list(responses)
         self._next = 0
         self.latency_s = latency_s
@@ -60,9 +74,19 @@ class ScriptedModel:
         temperature: float = 0.0,
         max_tokens: int | None = None,
         adapter: str | None = None,
+        **options: Any,
     ) -> list[Sample]:
-        """Return the next ``n`` scripted samples."""
-        self.calls.append(ModelCall(n, temperature, adapter, messages[-1]["content"] if messages else ""))
+        """Return the next ``n`` scripted samples (``options``: the optional request fields, recorded).
+
+        Raises:
+            ModelError: the script has run out, or ``options`` holds fields the model was not made to take.
+        """
+        taken = {"tools", "tool_choice"} if self.native_tools else set()
+        taken |= {"response_format"} if self.structured_outputs else set()
+        if set(options) - taken:
+            raise ModelError(f"scripted model: request fields it does not take: {sorted(set(options) - taken)}")
+        prompt = messages[-1]["content"] if messages else ""
+        self.calls.append(ModelCall(n, temperature, adapter, prompt, dict(options)))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

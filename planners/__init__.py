@@ -8,7 +8,7 @@ subtasks again.
 from __future__ import annotations
 
 from .base import Expander, Planner, count_red_flag
-from .llm import PLANNER_SYSTEM, LLMPlanner
+from .llm import PLANNER_SYSTEM, LLMPlanner, plan_schema
 from .plan import (
     FailureNote,
     Plan,
@@ -40,6 +40,7 @@ __all__ = [
     "count_red_flag",
     "fork_join",
     "parse_plan",
+    "plan_schema",
     "role_table",
     "validate_plan",
 ]

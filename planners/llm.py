@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mdap.errors import ConfigError, PlanError, RedFlag, VoteFailed
-from mdap.models import ChatModel
+from mdap.models import ChatModel, json_schema_format, supports, with_options
 from mdap.types import Message
 from mdap.voters import Voter
 
 from .base import count_red_flag
 from .plan import Plan, ReplanContext, Task, canonical_key, parse_plan, role_table
 
-__all__ = ["PLANNER_SYSTEM", "LLMPlanner"]
+__all__ = ["PLANNER_SYSTEM", "LLMPlanner", "plan_schema"]
 
 PLANNER_SYSTEM = """You are the planner of a multi-agent system. Split the user's task into small, self-contained \
 subtasks that worker roles can each do alone. A subtask sees only its own instruction and the results of the \
@@ -27,6 +28,35 @@ Reply with JSON only, in exactly this form:
 {{"subtasks": [{{"id": "s1", "instruction": "...", "role": "<a role name>", "depends_on": []}}]}}
 Ids are short and unique; depends_on lists ids of earlier subtasks; the dependencies must form a DAG (no cycles).
 The results of the subtasks nothing depends on make the final answer."""
+
+
+def plan_schema(roles: list[str], max_subtasks: int | None = None) -> dict[str, Any]:
+    """The JSON schema of a plan reply: subtasks with string ids and instructions, a role among ``roles`` and
+    a list of dependency ids; at least one subtask and at most ``max_subtasks``. No ``pattern`` (see
+    :func:`~mdap.models.json_schema_format`): ids and the DAG are checked by :func:`parse_plan`."""
+    subtasks: dict[str, Any] = {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "instruction": {"type": "string"},
+                "role": {"enum": list(roles)},
+                "depends_on": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["id", "instruction", "role", "depends_on"],
+            "additionalProperties": False,
+        },
+    }
+    if max_subtasks is not None:
+        subtasks["maxItems"] = max_subtasks
+    return {
+        "type": "object",
+        "properties": {"subtasks": subtasks},
+        "required": ["subtasks"],
+        "additionalProperties": False,
+    }
 
 
 class _Voted:
@@ -54,7 +84,9 @@ class LLMPlanner:
     validation error, up to ``max_attempts`` replies in all, then raises :class:`~mdap.errors.PlanError`. A
     re-ask samples at ``retry_temperature`` (a greedy model re-asked at 0 writes the same plan again). Every
     discarded reply is counted as a red flag of the model (``plan``, or ``truncated`` when it hit
-    ``max_tokens``; see :func:`~mdap.planners.count_red_flag`).
+    ``max_tokens``; see :func:`~mdap.planners.count_red_flag`). Where the model takes structured outputs, replies
+    are constrained to the plan schema (:func:`plan_schema`: roles as an enum, at most ``max_subtasks``); the
+    validation stays.
 
     Args:
         model: the planner model.
@@ -129,11 +161,16 @@ class LLMPlanner:
 
     async def _ask(self, messages: list[Message], roles: list[str], *, retry: bool) -> tuple[Plan | str, str]:
         """One attempt: the valid plan, or (the reply text, the validation error)."""
+        model = self.model
+        if supports(model, "structured_outputs"):
+            model = with_options(
+                model, response_format=json_schema_format("plan", plan_schema(roles, self.max_subtasks))
+            )
         if self.voter is None:
             temperature = self.temperature
             if retry and self.retry_temperature is not None:
                 temperature = self.retry_temperature
-            [sample] = await self.model.sample(
+            [sample] = await model.sample(
                 messages, n=1, temperature=temperature, max_tokens=self.max_tokens, adapter=self.adapter
             )
             try:
@@ -154,7 +191,7 @@ class LLMPlanner:
                 raise RedFlag("plan", str(err)) from err
 
         try:
-            decision = await self.voter.decide(self.model, messages, parse)
+            decision = await self.voter.decide(model, messages, parse)
         except VoteFailed as err:
             for kind, c in err.red_flags.items():
                 count_red_flag(self.model, kind, c)

@@ -348,6 +348,7 @@ def gaia_pipeline(
         system_prompt=SOLVER_PROMPT,
         max_tool_rounds=max_tool_rounds,
         answer_parser=_solver_answer,
+        must_act=True,  # with native tool calls: the first reply calls a tool (a small model answers from memory)
     )
     answerer = WorkerRole(
         "answerer",

@@ -238,3 +238,53 @@ async def test_python_tool_takes_math_signs_and_prints_like_a_script(tmp_path: P
     assert await py.call({"code": "print('stressed'[::-1])"}) == "desserts\n"  # no "None" after it
     root = await py.call({"code": "print(\u221a16)"})
     assert root.startswith("exit code 1") and "math.sqrt" in root
+
+
+async def test_native_tool_rounds_force_the_first_call_then_let_the_model_choose() -> None:
+    fake = FakeTools({"python": "403.0\n"})
+    # what OpenAICompatible makes of a native tool call: the OpenAI shape, arguments as a JSON string
+    native = json.dumps(
+        {
+            "tool_calls": [
+                {
+                    "id": "chatcmpl-tool-1",
+                    "type": "function",
+                    "function": {"name": "python", "arguments": json.dumps({"code": "print(17 * 23 + 144 / 12)"})},
+                }
+            ]
+        }
+    )
+    model = ScriptedModel([native, json.dumps({"answer": "403"})], native_tools=True, structured_outputs=True)
+    role = WorkerRole(
+        "solver", tools=fake.all(), voter=FirstToAheadByK(k=1, temperature=0.0), max_tool_rounds=1, must_act=True
+    )
+    pipeline = (
+        Pipeline(model=model)
+        .planner(StaticPlanner(fork_join(["compute"], worker="solver")))
+        .role(role)
+        .checkpoint(None)
+    )
+    result = await pipeline.run("t")
+    assert result.answer == "403" and fake.calls == [("python", {"code": "print(17 * 23 + 144 / 12)"})]
+    first, last = model.calls
+    assert first.options["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in first.options["tools"]] == ["python", "read_attachment", "calculator"]
+    # the last round may only answer: no tools, the reply constrained to {"answer": "..."}
+    assert set(last.options) == {"response_format"}
+    assert last.options["response_format"]["json_schema"]["schema"]["required"] == ["answer"]
+
+
+async def test_without_native_tools_a_tool_round_is_constrained_to_an_answer_or_calls_of_the_roles_tools() -> None:
+    model = ScriptedModel([json.dumps({"answer": "done"})], structured_outputs=True)
+    pipeline = (
+        Pipeline(model=model)
+        .planner(StaticPlanner(fork_join(["compute"], worker="solver")))
+        .role(_solver(FakeTools().all()))
+        .checkpoint(None)
+    )
+    assert (await pipeline.run("t")).answer == "done"
+    schema = model.calls[0].options["response_format"]["json_schema"]["schema"]
+    answer, calls = schema["anyOf"]
+    assert answer["required"] == ["answer"]
+    names = [c["properties"]["name"]["enum"] for c in calls["properties"]["tool_calls"]["items"]["anyOf"]]
+    assert names == [["python"], ["read_attachment"], ["calculator"]]

@@ -140,3 +140,15 @@ async def test_the_captured_tool_calls_run_and_the_question_is_solved(tmp_path: 
     contents = [json.loads(line)["content"] for line in tool_results.splitlines()[1:3]]
     assert contents == ["403.0\n", "403"]
     assert result.answer == "403" and score(result.answer, q.final_answer)
+
+
+async def test_with_structured_outputs_the_plan_roles_are_an_enum_and_the_size_bounded(tmp_path: Path) -> None:
+    q = QUESTIONS["08d675f7"]
+    # the captured plan used a tool name as its role (k1#17); the schema leaves the model only "solver"
+    model = ScriptedModel([text("k1#17"), text("k1#18"), '{"answer": "53, 59, 61, 67, 71"}'], structured_outputs=True)
+    pipeline = gaia_pipeline(model, q, tmp_path / "ws", planner="llm", k=1)
+    result = await pipeline.run(gaia_task(q), thread_id=q.task_id)
+    schema = model.calls[0].options["response_format"]["json_schema"]["schema"]
+    subtasks = schema["properties"]["subtasks"]
+    assert subtasks["items"]["properties"]["role"] == {"enum": ["solver"]} and subtasks["maxItems"] == 5
+    assert result.report.modules["planner"].red_flags == {"plan": 2, "plan_fallback": 1}  # the strict check stays
