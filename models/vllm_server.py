@@ -30,7 +30,7 @@ from ._process import ServerProcess, free_port, log_tail
 from .adapters import Adapter, AdapterRegistry
 from .openai_compat import OpenAICompatible
 
-__all__ = ["VLLMServer"]
+__all__ = ["VLLMServer", "tool_parser_for"]
 
 log = logging.getLogger("mdap.models")
 
