@@ -121,6 +121,14 @@ class SimServer:
             parsed = [SimFault(**f) for f in faults]
         except TypeError as err:
             raise ConfigError(f"a fault takes status, retry_after and hang_s: {err}") from None
+        for f in parsed:
+            numbers = (f.hang_s, 0 if f.retry_after is None else f.retry_after)
+            if (
+                type(f.status) is not int
+                or not 200 <= f.status <= 599
+                or not all(isinstance(x, int | float) and x >= 0 for x in numbers)
+            ):
+                raise ConfigError(f"a fault needs status 200-599 and hang_s, retry_after >= 0, got {f}")
         self.faults.extend(parsed)
         return len(self.faults)
 
@@ -204,6 +212,13 @@ def _check(body: Any) -> str | None:
     temperature = body.get("temperature", 1.0)
     if isinstance(temperature, bool) or not isinstance(temperature, int | float) or temperature < 0:
         return f"temperature must be a number >= 0, got {temperature!r}"
+    tools = body.get("tools")
+    if tools is not None and (
+        not isinstance(tools, list)
+        or not all(isinstance(t, dict) and isinstance(t.get("function"), dict) for t in tools)
+        or not all(isinstance(t["function"].get("name"), str) for t in tools)
+    ):
+        return "tools must be a list of {'type': 'function', 'function': {'name': ...}} objects"
     for key in ("max_tokens", "max_completion_tokens"):
         value = body.get(key)
         if value is not None and (type(value) is not int or value < 1):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mdap.errors import ModelError
+from mdap.errors import ConfigError, ModelError
 from mdap.models import OpenAICompatible, SimulatedModel
 from mdap.models._process import free_port
 from mdap.models.sim_server import RunningServer, SimServer
@@ -170,6 +170,7 @@ async def test_bad_request_bodies_get_a_400_naming_the_field(served: RunningServ
         (json.dumps({"model": "simulated", "messages": []}).encode(), "messages"),
         (json.dumps({"model": "simulated", "messages": PROMPT, "n": 0}).encode(), "n must"),
         (json.dumps({"model": "simulated", "messages": PROMPT, "max_tokens": -1}).encode(), "max_tokens"),
+        (json.dumps({"model": "simulated", "messages": PROMPT, "tools": [{"type": "function"}]}).encode(), "tools"),
     ]:
         status, answer = await asyncio.to_thread(post, body)
         assert status == 400 and field in json.loads(answer)["error"]["message"]
@@ -185,3 +186,11 @@ async def test_waiting_behind_the_concurrency_cap_logs_a_warning(caplog: pytest.
     assert len(warnings) == 1  # once a minute, not once a request
     assert "max_concurrency=1" in warnings[0] and server.base_url in warnings[0]
     assert model.slot_wait_s >= 0.3 + 0.6  # the second request waited 0.3 s, the third 0.6 s
+
+
+def test_a_bad_fault_script_is_refused() -> None:
+    sim = SimServer(echo())
+    for bad in ([{"status": "503"}], [{"status": 99}], [{"hang_s": -1}], [{"colour": "red"}]):
+        with pytest.raises(ConfigError):
+            sim.script(bad)
+    assert sim.script([{"status": 429, "retry_after": 0}]) == 1
