@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from mdap.errors import ConfigError
-
-if TYPE_CHECKING:
-    from .worker import Worker
 
 __all__ = ["Artifact", "LocalRunner", "StepRunner", "WorkItem", "WorkOutput"]
 
@@ -112,10 +109,17 @@ class StepRunner(Protocol):
         ...
 
 
+class _RunsItems(Protocol):
+    """What a LocalRunner runs items on: a :class:`~mdap.agents.worker.Worker` (named by shape, so this module
+    stays below the worker's)."""
+
+    async def run(self, item: WorkItem) -> WorkOutput: ...
+
+
 class LocalRunner:
     """Runs each work item on its role's worker in this process (the default step runner)."""
 
-    def __init__(self, workers: Mapping[str, Worker]) -> None:
+    def __init__(self, workers: Mapping[str, _RunsItems]) -> None:
         self.workers = dict(workers)
 
     async def __call__(self, item: WorkItem) -> WorkOutput:

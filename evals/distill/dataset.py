@@ -22,9 +22,8 @@ from mdap.microstep import Microstep, Verifier
 from mdap.models.lora_data import TrainingExample, example_key
 from mdap.voters.diagnostics import read_trace
 
-from ..hanoi.relabel import rotate_answer, rotate_state
 from ..hanoi.solver import apply_move, strategy_move
-from ..hanoi.task import HanoiAnswer, HanoiStep, format_answer
+from ..hanoi.task import HanoiAnswer, HanoiStep, format_answer, rotate_answer, rotate_state
 from ..hanoi.verify import verify_step
 
 __all__ = [

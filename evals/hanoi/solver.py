@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 
 from mdap.models import SimulatedModel, perturb_digit
 from mdap.types import Message
 
-from .task import HanoiState, Move, Pegs, format_answer
+from .task import HanoiState, Move, Pegs, format_answer, state_from_prompt
 
 __all__ = ["apply_move", "hanoi_oracle", "hanoi_wrong_answer", "legal_moves", "simulated_hanoi_model", "strategy_move"]
 
@@ -50,25 +49,16 @@ def strategy_move(state: HanoiState) -> Move:
     return (pegs[a][-1], a, b)
 
 
-def _state_from_prompt(messages: Sequence[Message]) -> HanoiState:
-    content = messages[-1]["content"]
-    head, _, state = content.rpartition("\nCurrent state: ")
-    prev_text = head.rpartition("Previous move: ")[2]
-    prev = None if prev_text == "none" else tuple(json.loads(prev_text))
-    raw = json.loads(state)
-    return HanoiState((tuple(raw[0]), tuple(raw[1]), tuple(raw[2])), prev)
-
-
 def hanoi_oracle(messages: Sequence[Message]) -> str:
     """The right answer text for a Hanoi prompt: read the state back from the prompt and solve it."""
-    state = _state_from_prompt(messages)
+    state = state_from_prompt(messages)
     move = strategy_move(state)
     return format_answer(move, apply_move(state.pegs, move))
 
 
 def hanoi_wrong_answer(messages: Sequence[Message], correct: str, rng: random.Random) -> str:
     """A plausible wrong answer: another legal move with its consistent next state."""
-    state = _state_from_prompt(messages)
+    state = state_from_prompt(messages)
     right = strategy_move(state)
     others = [m for m in legal_moves(state.pegs) if m != right]
     if not others:

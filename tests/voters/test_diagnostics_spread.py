@@ -11,9 +11,15 @@ import pytest
 
 from mdap.errors import ConfigError
 from mdap.evals.hanoi import HanoiStep, hanoi_oracle
-from mdap.evals.hanoi.relabel import PegRotation, peg_rotations, rotate_answer, rotate_state
-from mdap.evals.hanoi.solver import _state_from_prompt, apply_move, legal_moves, strategy_move
-from mdap.evals.hanoi.task import format_answer
+from mdap.evals.hanoi.solver import apply_move, legal_moves, strategy_move
+from mdap.evals.hanoi.task import (
+    PegRotation,
+    format_answer,
+    peg_rotations,
+    rotate_answer,
+    rotate_state,
+    state_from_prompt,
+)
 from mdap.models import Sample
 from mdap.types import Message
 from mdap.voters import (
@@ -110,7 +116,7 @@ def test_peg_rotation_round_trip_is_identity(disks: int) -> None:
         for view in peg_rotations():
             viewed = view.view(messages)
             assert viewed[0] == messages[0]  # the system prompt is untouched
-            assert _state_from_prompt(viewed) == rotate_state(state, view.shift)  # type: ignore[arg-type]
+            assert state_from_prompt(viewed) == rotate_state(state, view.shift)  # type: ignore[arg-type]
             # the strategy's answer to the relabelled prompt, mapped back, is the original answer
             assert view.back(ms.parse(hanoi_oracle(viewed))) == right
             assert view.back(rotate_answer(right, view.shift)) == right
@@ -146,7 +152,7 @@ class SurfaceModel:
         max_tokens: int | None = None,
         adapter: str | None = None,
     ) -> list[Sample]:
-        state = _state_from_prompt(messages)
+        state = state_from_prompt(messages)
         right = strategy_move(state)
         wrong = next(m for m in legal_moves(state.pegs) if m != right)
         out = []
