@@ -146,6 +146,7 @@ class Reply:
         too_big: the reply asks for the subtask to be split.
         structured: the reply is (or holds) a JSON object, or a python block.
         unfilled: tool calls dropped because they were a copy of a tool's spec with no value filled in.
+        code: the calls are the reply's python blocks (no call was written as JSON).
     """
 
     answer: str | None
@@ -153,6 +154,7 @@ class Reply:
     too_big: bool = False
     structured: bool = False
     unfilled: int = 0
+    code: bool = False
 
 
 def _schema_like(value: Mapping[str, Any]) -> bool:
@@ -300,9 +302,10 @@ def read_reply(text: str, tools: Mapping[str, Tool], *, python: str | None = "py
         found = _ANSWER_FIELD.search(prose)
         if found:
             answer = _answer_text(json.loads(found.group(1)))
-    if not calls and code is not None:
+    from_code = not calls and code is not None
+    if from_code:
         calls = [_canonical(python, {"code": code})]  # type: ignore[arg-type]
     if answer is None:
         answer = marked_answer(prose)
     structured = data is not None or bool(calls or unfilled) or prose.lstrip().startswith("{")
-    return Reply(answer, tuple(calls), too_big, structured, unfilled)
+    return Reply(answer, tuple(calls), too_big, structured, unfilled, from_code)

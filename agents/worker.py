@@ -266,7 +266,7 @@ class Worker:
                     if reply.answer is not None:
                         dropped["answer_dropped"] = dropped.get("answer_dropped", 0) + 1
                     return ("tools", reply.calls)
-                if reply.answer is None:
+                if reply.answer is None and not (reply.code and plain):
                     raise RedFlag("tool_rounds", "tool call after the last tool round")
             if reply.answer is not None:
                 return ("answer", _answer(reply.answer, canon, limit))
@@ -276,7 +276,7 @@ class Worker:
                 return ("too_big", "")
             if reply.unfilled:
                 raise RedFlag("parse", "tool calls with no argument values (a copy of the tool spec)")
-            if reply.structured:
+            if reply.structured and not (reply.code and not allow_tools):
                 raise RedFlag("parse", "a JSON reply without answer, tool_calls or too_big (or not JSON at all)")
             if not plain:
                 raise RedFlag("format", 'no answer in the reply: no {"answer": ...}, FINAL ANSWER: or \\boxed{}')
@@ -350,7 +350,7 @@ def _example_call(tools: Sequence[Tool]) -> str:
     """One concrete call: python's when the role has it, else the first tool's with placeholder values."""
     by_name = {t.name: t for t in tools}
     if "python" in by_name:
-        name, args = "python", {"code": "print(17 * 23)"}
+        name, args = "python", {"code": "print(sum(range(1, 11)))"}
     else:
         tool = tools[0]
         name, args = tool.name, {p: f"<{p}>" for p in tool.parameters.get("required") or []}

@@ -189,7 +189,7 @@ def test_the_prompt_shows_one_concrete_call_that_the_parser_reads() -> None:
     system = worker.messages(WorkItem("s", "solver", "x"), tools=True)[0]["content"]
     assert '"parameters"' not in system and '"description"' not in system  # no spec list to copy
     example = next(line for line in system.splitlines() if line.startswith('{"tool_calls"'))
-    assert read_reply(example, TOOLS).calls == (("python", json.dumps({"code": "print(17 * 23)"})),)
+    assert read_reply(example, TOOLS).calls == (("python", json.dumps({"code": "print(sum(range(1, 11)))"})),)
     assert "- python(code):" in system and "```python" in system
 
 
@@ -288,3 +288,17 @@ async def test_without_native_tools_a_tool_round_is_constrained_to_an_answer_or_
     assert answer["required"] == ["answer"]
     names = [c["properties"]["name"]["enum"] for c in calls["properties"]["tool_calls"]["items"]["anyOf"]]
     assert names == [["python"], ["read_attachment"], ["calculator"]]
+
+
+async def test_a_python_block_when_no_tool_round_is_left_is_part_of_a_plain_answer() -> None:
+    fake = FakeTools()
+    reply = "I wrote tests/test_issue.py:\n```python\ndef test_bug():\n    assert f() == 1\n```"
+    model = ScriptedModel([reply])
+    pipeline = (
+        Pipeline(model=model)
+        .planner(StaticPlanner(fork_join(["write a test"], worker="solver")))
+        .role(_solver(fake.all(), rounds=0))
+        .checkpoint(None)
+    )
+    result = await pipeline.run("t")
+    assert fake.calls == [] and result.answer is not None and result.answer.startswith("I wrote tests/test_issue.py:")
