@@ -121,7 +121,10 @@ def _why_missing(marker: str) -> str | None:
 def _needs(item: pytest.Item, part: Part) -> bool:
     if part.fixtures & set(getattr(item, "fixturenames", ())):
         return True
-    rel = Path(str(item.path)).resolve().relative_to(_TESTS.resolve()).as_posix()
+    path = Path(str(item.path)).resolve()
+    if not path.is_relative_to(_TESTS.resolve()):
+        return False
+    rel = path.relative_to(_TESTS.resolve()).as_posix()
     return any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in part.paths)
 
 
