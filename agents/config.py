@@ -175,7 +175,10 @@ def load_config(path: str | Path) -> PipelineConfig:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"roles file {p} does not exist")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"roles file {p} cannot be read as UTF-8 text: {err}") from None
     suffix = p.suffix.lower()
     try:
         if suffix == ".json":
@@ -195,7 +198,9 @@ def load_config(path: str | Path) -> PipelineConfig:
                 raise ConfigError(f"roles file {p} is not valid YAML: {err}") from None
         else:
             raise ConfigError(f"roles file {p}: use .json, .toml or .yaml, not {suffix or 'no extension'}")
-    except (ValueError, tomllib.TOMLDecodeError) as err:
+    except ConfigError:
+        raise
+    except (ValueError, tomllib.TOMLDecodeError, RecursionError) as err:
         raise ConfigError(f"roles file {p} is not valid {suffix[1:].upper()}: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"roles file {p} must hold a table/object with a 'roles' entry")

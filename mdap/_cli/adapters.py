@@ -10,6 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mdap._cli._args import (
+    finite_float,
+    input_dir,
+    input_file,
+    int_range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from mdap._outputs import check_output_dir, check_output_file, write_atomic
 from mdap.errors import ConfigError
 
@@ -30,42 +40,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     d = acts.add_parser("dataset", help="training examples from a teacher or a trace, with a held-out split")
     d.add_argument("--task", choices=["hanoi"], default="hanoi", help="the task (default hanoi)")
     d.add_argument("--disks", default="3..8", help="teacher trajectories: 3..8, 3,5 or 6 (default 3..8)")
-    d.add_argument("--trace", type=Path, action="append", default=[], help="a run's JSONL trace (repeatable)")
-    d.add_argument("--trace-disks", type=int, default=None, help="the disks of the traced run(s)")
+    d.add_argument("--trace", type=input_file(), action="append", default=[], help="a run's JSONL trace (repeatable)")
+    d.add_argument("--trace-disks", type=positive_int, default=None, help="the disks of the traced run(s)")
     d.add_argument("--no-teacher", action="store_true", help="only the traces, no teacher trajectories")
     d.add_argument("--no-rotations", action="store_true", help="teacher: no peg-relabelled copies")
-    d.add_argument("--hard-weight", type=float, default=4.0, help="hard-example factor (default 4)")
-    d.add_argument("--heldout", type=int, default=50, help="states held out for evaluation (default 50)")
-    d.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    d.add_argument("--hard-weight", type=nonneg_float, default=4.0, help="hard-example factor (default 4)")
+    d.add_argument("--heldout", type=nonneg_int, default=50, help="states held out for evaluation (default 50)")
+    d.add_argument("--seed", type=nonneg_int, default=0, help="seed of the held-out split")
     d.add_argument("--out", type=Path, required=True, help="training JSONL; held-out goes to OUT's .heldout.jsonl")
     d.set_defaults(handler=_dataset)
 
     t = acts.add_parser("train", help="LoRA fine-tuning on a dataset (answer-only loss)")
     t.add_argument("--base", default="local", help="base model HF folder, or 'local' for the embedded SmolLM2")
-    t.add_argument("--data", type=Path, required=True, help="training JSONL (mdap adapters dataset)")
+    t.add_argument("--data", type=input_file(), required=True, help="training JSONL (mdap adapters dataset)")
     t.add_argument("--out", type=Path, default=None, help="adapter folder (default: the adapter store / ROLE)")
     t.add_argument("--role", default="worker", help="the role (and served name) of the adapter")
-    t.add_argument("--rank", type=int, default=16, help="LoRA rank (default 16)")
-    t.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha (default 32)")
+    t.add_argument("--rank", type=positive_int, default=16, help="LoRA rank (default 16)")
+    t.add_argument("--alpha", type=positive_float, default=32.0, help="LoRA alpha (default 32)")
     t.add_argument("--targets", default=None, help="comma-separated module names (default: every projection)")
-    t.add_argument("--steps", type=int, default=250, help="optimizer steps per round (default 250)")
-    t.add_argument("--batch-size", type=int, default=8, help="examples per step (default 8)")
-    t.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
-    t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    t.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    t.add_argument("--steps", type=positive_int, default=250, help="optimizer steps per round (default 250)")
+    t.add_argument("--batch-size", type=positive_int, default=8, help="examples per step (default 8)")
+    t.add_argument("--lr", type=positive_float, default=5e-4, help="peak learning rate (default 5e-4)")
+    t.add_argument("--seed", type=nonneg_int, default=0, help="seed (default 0)")
+    t.add_argument("--checkpoint-every", type=positive_int, default=50, help="steps between checkpoints (default 50)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT")
-    t.add_argument("--init-adapter", type=Path, default=None, help="start from this adapter's weights")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    t.add_argument("--rounds", type=int, default=1, help="rounds: train, mine states still wrong, train again")
-    t.add_argument("--mine-states", type=int, default=60, help="rounds: training states measured per round")
+    t.add_argument(
+        "--init-adapter",
+        type=input_dir(holding="adapter_config.json"),
+        default=None,
+        help="start from this adapter's weights",
+    )
+    t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    t.add_argument("--rounds", type=positive_int, default=1, help="rounds: train, mine states still wrong, train again")
+    t.add_argument("--mine-states", type=positive_int, default=60, help="rounds: training states measured per round")
     t.add_argument(
         "--mine",
         choices=["sample", "exact"],
         default="sample",
         help="rounds: measure p by sampling through the server, or exactly (one forward pass per batch; cheaper)",
     )
-    t.add_argument("--mine-samples", type=int, default=10, help="rounds: samples per mined state (default 10)")
-    t.add_argument("--hard-weight", type=float, default=4.0, help="rounds: a mined state weighs 1 + this * (1 - p)")
+    t.add_argument("--mine-samples", type=int_range(2), default=10, help="rounds: samples per mined state (default 10)")
+    t.add_argument(
+        "--hard-weight", type=nonneg_float, default=4.0, help="rounds: a mined state weighs 1 + this * (1 - p)"
+    )
     t.add_argument(
         "--mine-first", action="store_true", help="rounds: mine --init-adapter before the first round as well"
     )
@@ -74,18 +91,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
     e = acts.add_parser("eval", help="per-state p, collision rate, k_min and cost on held-out steps (real server)")
     e.add_argument("--adapter", default=None, help="adapter name (found in the adapter store unless --path)")
-    e.add_argument("--path", type=Path, default=None, help="the adapter's folder")
-    e.add_argument("--data", type=Path, required=True, help="held-out JSONL (OUT.heldout.jsonl of dataset)")
-    e.add_argument("--samples", type=int, default=20, help="samples per state (default 20)")
-    e.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
-    e.add_argument("--max-tokens", type=int, default=96, help="completion token limit (longer = red flag)")
-    e.add_argument("--states", type=int, default=None, help="evaluate N evenly spaced states")
+    e.add_argument("--path", type=input_dir(holding="adapter_config.json"), default=None, help="the adapter's folder")
+    e.add_argument("--data", type=input_file(), required=True, help="held-out JSONL (OUT.heldout.jsonl of dataset)")
+    e.add_argument("--samples", type=int_range(2), default=20, help="samples per state (default 20)")
+    e.add_argument("--temperature", type=nonneg_float, default=0.7, help="sampling temperature (default 0.7)")
+    e.add_argument("--max-tokens", type=positive_int, default=96, help="completion token limit (longer = red flag)")
+    e.add_argument("--states", type=positive_int, default=None, help="evaluate N evenly spaced states")
     e.add_argument("--decorrelate", action="store_true", help="also spread samples over peg rotations")
     e.add_argument("--no-base", action="store_true", help="skip the base model")
     e.add_argument("--no-plain", action="store_true", help="skip the adapter without decorrelated sampling")
-    e.add_argument("--steps", type=int, default=63, help="run size for k_min and cost (default 63 = 6 disks)")
-    e.add_argument("--target", type=float, default=0.95, help="whole-run success target (default 0.95)")
-    e.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one request (default 900)")
+    e.add_argument("--steps", type=positive_int, default=63, help="run size for k_min and cost (default 63 = 6 disks)")
+    e.add_argument(
+        "--target",
+        type=finite_float(0.0, 1.0, low_open=True, high_open=True),
+        default=0.95,
+        help="whole-run success target (default 0.95)",
+    )
+    e.add_argument(
+        "--timeout", type=positive_float, default=900.0, help="seconds to wait for one request (default 900)"
+    )
     e.add_argument(
         "--report", type=Path, default=None, help="write the full reports (per state) as JSON, each when measured"
     )
@@ -93,8 +117,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.set_defaults(handler=_eval)
 
     g = acts.add_parser("diagnose", help="reliability diagnostics of a run's trace")
-    g.add_argument("trace", type=Path, help="JSONL trace (mdap hanoi --trace)")
-    g.add_argument("--steps", type=int, default=None, help="run size for k (default: the trace's)")
+    g.add_argument("trace", type=input_file(), help="JSONL trace (mdap hanoi --trace)")
+    g.add_argument("--steps", type=positive_int, default=None, help="run size for k (default: the trace's)")
     g.set_defaults(handler=_diagnose)
 
 
@@ -133,10 +157,12 @@ def _base(text: str) -> Path:
 
 def _train(args: argparse.Namespace) -> int:
     from mdap.models.adapter_store import adapters_dir
+    from mdap.models.lora_data import read_examples
     from mdap.models.training import DEFAULT_TARGETS, TrainConfig, train_adapter
 
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else DEFAULT_TARGETS
     check_output_dir(args.out or adapters_dir() / args.role, "--out")
+    read_examples(args.data)  # bad training data is named before the base model is prepared (minutes, once)
     cfg = TrainConfig.build(
         base=_base(args.base), data=args.data, out=args.out or adapters_dir() / args.role, role=args.role,
         rank=args.rank, alpha=args.alpha, targets=targets, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -188,6 +214,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--samples must be at least 2, got {args.samples}")
     if args.report is not None:
         check_output_file(args.report, "--report")
+    if args.path is not None and not args.adapter:
+        raise ConfigError("--path needs --adapter NAME: the name the adapter in that folder is served under")
     adapter = resolve_adapter(args.adapter, args.path) if args.adapter else None
     examples = read_examples(args.data)
     if args.states is not None and args.states < len(examples):  # evenly spaced: every task size stays in

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mdap._cli._args import positive_int
+from mdap._cli._args import input_file, positive_int
 
 __all__ = ["add_parser"]
 
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "are cached in the output directory: an interrupted attribution resumes where it stopped."
         ),
     )
-    p.add_argument("config", type=Path, help="attribution config (.json or .toml)")
+    p.add_argument("config", type=input_file(), help="attribution config (.json or .toml)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: the config's, else .mdap/...)")
     p.add_argument("--parallel", type=positive_int, default=None, help="units scored at once (default: the config's)")
     p.add_argument("--fresh", action="store_true", help="delete the score cache first and score everything again")

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from mdap._cli._args import id_list
+from mdap._cli._args import id_list, input_dir, nonneg_float, nonneg_int, positive_int, probability
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap._outputs import check_output_dir, guard_outputs
 from mdap.errors import MdapError, OutputError
@@ -32,13 +32,14 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     p.add_argument(
         "--data",
+        type=input_dir(keep=("mini",)),
         required=True,
         help="the GAIA folder that holds 2023/ (mdap never downloads it); 'mini' = the offline suite shipped with mdap",
     )
     p.add_argument("--split", default="validation", help="split folder under 2023/ (default validation)")
     p.add_argument("--level", type=int, action="append", choices=(1, 2, 3), help="only this level (repeatable)")
     p.add_argument("--ids", type=id_list("task ids"), default=None, help="only these task ids (comma-separated)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N questions after the filters")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N questions after the filters")
     p.add_argument(
         "--model",
         default="simulated",
@@ -46,26 +47,30 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     p.add_argument("--model-name", default=None, help="the served model name (URL backends)")
     p.add_argument("--adapter", default=None, help="LoRA adapter name the samples come from")
-    p.add_argument("--known", type=float, default=1.0, help="simulated: fraction of the answers it knows (default 1)")
-    p.add_argument("--error-rate", type=float, default=0.0, help="simulated: per-sample error rate")
-    p.add_argument("--seed", type=int, default=0, help="simulated: seed of the known subset and the errors")
+    p.add_argument(
+        "--known", type=probability, default=1.0, help="simulated: fraction of the answers it knows (default 1)"
+    )
+    p.add_argument("--error-rate", type=probability, default=0.0, help="simulated: per-sample error rate")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="simulated: seed of the known subset and the errors")
     p.add_argument("--planner", choices=("llm", "fixed"), default="llm", help="llm (default) or fixed one-step plan")
-    p.add_argument("--k", type=int, default=2, help="vote margin of the final answer (default 2)")
+    p.add_argument("--k", type=positive_int, default=2, help="vote margin of the final answer (default 2)")
     p.add_argument(
         "--max-samples",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"sample cap of the final-answer vote (default 8; {LOCAL_MAX_SAMPLES} if local)",
     )
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature after a vote's first sample")
+    p.add_argument(
+        "--temperature", type=nonneg_float, default=0.7, help="sampling temperature after a vote's first sample"
+    )
     p.add_argument(
         "--max-tokens",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"completion token limit per sample (default 1024; {LOCAL_MAX_TOKENS} if local)",
     )
-    p.add_argument("--max-tool-rounds", type=int, default=4, help="tool rounds per solver step")
-    p.add_argument("--concurrency", type=int, default=2, help="questions run at once (default 2)")
+    p.add_argument("--max-tool-rounds", type=nonneg_int, default=4, help="tool rounds per solver step")
+    p.add_argument("--concurrency", type=positive_int, default=2, help="questions run at once (default 2)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/gaia-<split>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished task ids")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

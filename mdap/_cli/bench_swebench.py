@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mdap._cli._args import id_list
+from mdap._cli._args import (
+    id_list,
+    input_dir,
+    input_file,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap._outputs import check_output_dir, check_output_file, guard_outputs
 from mdap._redact import redact
@@ -33,15 +42,22 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
         "trajectories/, results.jsonl, report.json and summary.json. With --grade-only, grade a predictions "
         "file from any tool and write the report.",
     )
-    p.add_argument("--instances", type=Path, required=True, help="SWE-bench instance file (.json, .jsonl, .parquet)")
-    p.add_argument("--repos", type=Path, required=True, help="folder with a git repo per instance repo: DIR/<name>")
+    p.add_argument(
+        "--instances",
+        type=input_file(binary_suffixes=(".parquet",)),
+        required=True,
+        help="SWE-bench instance file (.json, .jsonl, .parquet)",
+    )
+    p.add_argument(
+        "--repos", type=input_dir(), required=True, help="folder with a git repo per instance repo: DIR/<name>"
+    )
     p.add_argument(
         "--ids", type=id_list("instance ids"), default=None, help="only these instance ids (comma-separated)"
     )
-    p.add_argument("--limit", type=int, default=None, help="only the first N instances after --ids")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N instances after --ids")
     g = p.add_argument_group("grading alone")
     g.add_argument("--grade-only", action="store_true", help="grade --predictions and write --report; run no model")
-    g.add_argument("--predictions", type=Path, default=None, help="predictions file (JSONL or JSON) to grade")
+    g.add_argument("--predictions", type=input_file(), default=None, help="predictions file (JSONL or JSON) to grade")
     g.add_argument("--report", type=Path, default=None, help="where the grading report JSON goes")
     g.add_argument(
         "--harness",
@@ -64,18 +80,20 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     r.add_argument("--model-name", default=None, help="the served model name (URL backends)")
     r.add_argument("--adapter", default=None, help="LoRA adapter name the samples come from")
-    r.add_argument("--solve-rate", type=float, default=1.0, help="simulated: fraction of instances it solves")
-    r.add_argument("--seed", type=int, default=0, help="simulated: seed")
-    r.add_argument("--candidates", type=int, default=3, help="candidate patches (fixer subtasks) per instance")
-    r.add_argument("--k", type=int, default=2, help="vote margin of the workers' decisions (default 2)")
-    r.add_argument("--fixer-k", type=int, default=1, help="vote margin of each fixer (default 1: its first fix)")
-    r.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
-    r.add_argument("--max-samples", type=int, default=12, help="sample cap per decision (default 12)")
-    r.add_argument("--max-tokens", type=int, default=2048, help="completion token limit per sample")
-    r.add_argument("--max-tool-rounds", type=int, default=6, help="tool rounds per worker (default 6)")
-    r.add_argument("--tool-timeout", type=float, default=60.0, help="seconds per python/shell tool call")
-    r.add_argument("--test-timeout", type=float, default=300.0, help="seconds per test run (ranker, grading)")
-    r.add_argument("--workers", type=int, default=1, help="instances run (or graded) at once (default 1)")
+    r.add_argument("--solve-rate", type=probability, default=1.0, help="simulated: fraction of instances it solves")
+    r.add_argument("--seed", type=nonneg_int, default=0, help="simulated: seed")
+    r.add_argument("--candidates", type=positive_int, default=3, help="candidate patches (fixer subtasks) per instance")
+    r.add_argument("--k", type=positive_int, default=2, help="vote margin of the workers' decisions (default 2)")
+    r.add_argument(
+        "--fixer-k", type=positive_int, default=1, help="vote margin of each fixer (default 1: its first fix)"
+    )
+    r.add_argument("--temperature", type=nonneg_float, default=0.7, help="sampling temperature")
+    r.add_argument("--max-samples", type=positive_int, default=12, help="sample cap per decision (default 12)")
+    r.add_argument("--max-tokens", type=positive_int, default=2048, help="completion token limit per sample")
+    r.add_argument("--max-tool-rounds", type=nonneg_int, default=6, help="tool rounds per worker (default 6)")
+    r.add_argument("--tool-timeout", type=positive_float, default=60.0, help="seconds per python/shell tool call")
+    r.add_argument("--test-timeout", type=positive_float, default=300.0, help="seconds per test run (ranker, grading)")
+    r.add_argument("--workers", type=positive_int, default=1, help="instances run (or graded) at once (default 1)")
     r.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/swebench)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished instances")
     r.add_argument("--no-grade", action="store_true", help="only write predictions; do not run the tests")

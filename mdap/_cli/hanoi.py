@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from mdap._cli._args import k_or_auto, positive_int
+from mdap._cli._args import finite_float, k_or_auto, nonneg_float, nonneg_int, positive_int, probability
 from mdap._outputs import check_output_dir, check_output_file, guard_outputs
 from mdap.errors import OutputError
 
@@ -20,6 +20,11 @@ __all__ = ["add_parser"]
 LOCAL_MAX_TOKENS = 96
 LOCAL_MAX_SAMPLES = 30
 
+LATENCY = finite_float(0.0, 3600.0)
+"""Simulated seconds per request: at most an hour."""
+TARGET = finite_float(0.0, 1.0, low_open=True, high_open=True)
+"""A whole-run success probability: strictly between 0 and 1."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``hanoi`` subcommand."""
@@ -28,24 +33,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="solve Towers of Hanoi by voting (MAKER replication)",
         description="Solve N-disk Towers of Hanoi one voted move at a time, verifying every move.",
     )
-    p.add_argument("--disks", type=int, default=20, help="number of disks (2^N - 1 moves; default 20)")
+    p.add_argument("--disks", type=positive_int, default=20, help="number of disks (2^N - 1 moves; default 20)")
     p.add_argument("--model", default="simulated", help="simulated | local | http(s)://server/v1 (default simulated)")
     p.add_argument("--adapter", default=None, help="LoRA adapter name the worker samples from")
-    p.add_argument("--error-rate", type=float, default=0.002, help="simulated: per-sample error rate")
-    p.add_argument("--red-flag-rate", type=float, default=0.0, help="simulated: malformed/over-long sample rate")
-    p.add_argument("--correlation", type=float, default=0.0, help="simulated: how often wrong samples agree")
-    p.add_argument("--latency", type=float, default=0.0, help="simulated: seconds per request")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated model")
+    p.add_argument("--error-rate", type=probability, default=0.002, help="simulated: per-sample error rate")
+    p.add_argument("--red-flag-rate", type=probability, default=0.0, help="simulated: malformed/over-long sample rate")
+    p.add_argument("--correlation", type=probability, default=0.0, help="simulated: how often wrong samples agree")
+    p.add_argument("--latency", type=LATENCY, default=0.0, help="simulated: seconds per request")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the simulated model")
     p.add_argument("--k", type=k_or_auto, default=3, help="vote margin, or 'auto' to calibrate it (default 3)")
-    p.add_argument("--target", type=float, default=0.95, help="k=auto: whole-run success target")
+    p.add_argument("--target", type=TARGET, default=0.95, help="k=auto: whole-run success target")
     p.add_argument(
         "--calibration-steps", type=positive_int, default=100, help="k=auto: steps sampled to estimate p (default 100)"
     )
     p.add_argument(
         "--calibration-samples", type=positive_int, default=10, help="k=auto: samples per calibration step (default 10)"
     )
-    p.add_argument("--temperature", type=float, default=0.1, help="sampling temperature")
-    p.add_argument("--first-temperature", type=float, default=None, help="temperature of each step's first sample")
+    p.add_argument("--temperature", type=nonneg_float, default=0.1, help="sampling temperature (default 0.1)")
+    p.add_argument(
+        "--first-temperature", type=nonneg_float, default=None, help="temperature of each step's first sample"
+    )
     p.add_argument(
         "--preset",
         choices=("maker",),
@@ -60,18 +67,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="independent runs at once through one model client, one combined report (default 1)",
     )
     p.add_argument(
-        "--max-samples", type=int, default=None, help=f"sample cap per step (default 100; {LOCAL_MAX_SAMPLES} if local)"
+        "--max-samples",
+        type=positive_int,
+        default=None,
+        help=f"sample cap per step (default 100; {LOCAL_MAX_SAMPLES} if local)",
     )
     p.add_argument(
         "--max-tokens",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"completion token limit, longer = red flag (default 750; {LOCAL_MAX_TOKENS} if local)",
     )
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoint directory (default .mdap/hanoi-N)")
     p.add_argument("--trace", type=Path, default=None, help="write a JSONL trace of every decided step")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the run directory")
-    p.add_argument("--checkpoint-every", type=int, default=10_000, help="steps between checkpoints")
+    p.add_argument("--checkpoint-every", type=positive_int, default=10_000, help="steps between checkpoints")
     p.add_argument("--report", type=Path, default=None, help="write the run report as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--decorrelate", action="store_true", help="spread each step's samples over peg rotations")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from mdap._cli._args import positive_float
+
 __all__ = ["add_parser"]
 
 
@@ -21,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     status.add_argument("--redis", required=True, metavar="URL", help="redis://[:password@]host:port/db or rediss://")
     status.add_argument("--prefix", default="mdap", help="key prefix of the pool (default mdap)")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.add_argument("--timeout", type=float, default=5.0, help="seconds to reach Redis (default 5)")
+    status.add_argument("--timeout", type=positive_float, default=5.0, help="seconds to reach Redis (default 5)")
     status.set_defaults(handler=_status)
 
 

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from mdap._cli._args import checkpoint_file, input_file, positive_int
 from mdap._outputs import RERUN, check_output_file, guard_outputs, write_atomic
 from mdap.errors import ConfigError, OutputError
 from mdap.types import Message
@@ -36,11 +37,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("target", help="the task text, or path/to/pipeline.py:factory")
     p.add_argument("task", nargs="?", default=None, help="the task text, after a pipeline.py:factory target")
-    p.add_argument("--roles", type=Path, default=None, help="pipeline config file (.json, .toml, .yaml)")
+    p.add_argument("--roles", type=input_file(), default=None, help="pipeline config file (.json, .toml, .yaml)")
     p.add_argument("--model", default=None, help="simulated | local | http(s)://server/v1 (default simulated)")
     p.add_argument("--model-name", default=None, help="served model name (URL backends)")
     p.add_argument(
-        "--checkpoint", type=Path, default=None, help="SQLite checkpoint file (default .mdap/pipelines.sqlite)"
+        "--checkpoint",
+        type=checkpoint_file,
+        default=None,
+        help="SQLite checkpoint file (default .mdap/pipelines.sqlite)",
     )
     p.add_argument("--no-checkpoint", action="store_true", help="keep the run in memory (no resume)")
     p.add_argument("--thread", default=None, help="the run's thread id (default: derived from the task)")
@@ -48,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--approve", choices=("yes", "no"), default=None, help="answer a pending plan approval")
     p.add_argument("--trace", type=Path, default=None, help="write every event as JSON lines")
     p.add_argument("--report", type=Path, default=None, help="write the run result (with its report) as JSON")
-    p.add_argument("--concurrency", type=int, default=None, help="subtasks run at once")
+    p.add_argument("--concurrency", type=positive_int, default=None, help="subtasks run at once")
     p.add_argument("--no-progress", action="store_true", help="hide the progress display")
     p.add_argument(
         "--pool",

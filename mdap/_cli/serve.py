@@ -4,48 +4,35 @@ mdap's simulated OpenAI-compatible server."""
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from mdap._cli._args import (
+    ArgType,
+    finite_float,
+    nonneg_int,
+    port,
+    positive_float,
+    positive_int,
+    probability,
+)
 from mdap._outputs import check_output_file
 from mdap.errors import ConfigError
 
 __all__ = ["add_parser"]
 
 
-def _adapter(value: str) -> tuple[str, str]:
+def _parse_adapter(value: str) -> tuple[str, str]:
     name, sep, path = value.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"--adapter takes NAME=PATH (a PEFT adapter folder), got {value!r}")
-    return name, path
+    return name, path  # the folder is checked before the server starts (VLLMServer names what is missing)
 
 
-def _finite(low: float, high: float = math.inf) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            x = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-        if not (math.isfinite(x) and low <= x <= high):
-            raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {high:g}], got {value!r}")
-        return x
-
-    return parse
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value!r}")
-    return port
+_adapter = ArgType(_parse_adapter, "NAME=PATH", path_kind="input_dir")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,27 +50,34 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--base", default=None, help="base model: an HF model folder, a hub id, or 'local' (vLLM)")
     p.add_argument("--simulated", action="store_true", help="serve the simulated model instead of vLLM")
     p.add_argument("--task", choices=("hanoi", "echo"), default="hanoi", help="simulated: what it answers")
-    p.add_argument("--error-rate", type=_finite(0.0, 1.0), default=0.0, help="simulated: per-sample wrong-answer rate")
+    p.add_argument("--error-rate", type=probability, default=0.0, help="simulated: per-sample wrong-answer rate")
     p.add_argument(
-        "--latency-ms", type=_finite(0.0, 3_600_000.0), default=0.0, help="simulated: milliseconds per request"
+        "--latency-ms", type=finite_float(0.0, 3_600_000.0), default=0.0, help="simulated: milliseconds per request"
     )
-    p.add_argument("--fault-rate", type=_finite(0.0, 1.0), default=0.0, help="simulated: share of requests => 503")
-    p.add_argument("--seed", type=int, default=0, help="simulated: seed of the answers and faults")
+    p.add_argument("--fault-rate", type=probability, default=0.0, help="simulated: share of requests => 503")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="simulated: seed of the answers and faults")
     p.add_argument(
         "--adapter", type=_adapter, action="append", default=[], metavar="NAME=PATH", help="serve a LoRA adapter"
     )
     p.add_argument("--served-name", default=None, help="model name for the base (default: --base as given)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=None, help="port (default: a free one)")
+    p.add_argument("--port", type=port, default=None, help="port (default: a free one)")
     p.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: vLLM's; local: bfloat16)")
-    p.add_argument("--max-model-len", type=int, default=None, help="context length limit")
-    p.add_argument("--max-loras", type=int, default=4, help="adapters in one batch (default 4)")
-    p.add_argument("--max-lora-rank", type=int, default=16, help="largest adapter rank (default 16)")
-    p.add_argument("--tensor-parallel-size", type=int, default=None, help="GPUs to shard the model over")
-    p.add_argument("--gpu-memory-utilization", type=float, default=None, help="share of GPU memory for vLLM")
+    p.add_argument("--max-model-len", type=positive_int, default=None, help="context length limit")
+    p.add_argument("--max-loras", type=positive_int, default=4, help="adapters in one batch (default 4)")
+    p.add_argument("--max-lora-rank", type=positive_int, default=16, help="largest adapter rank (default 16)")
+    p.add_argument("--tensor-parallel-size", type=positive_int, default=None, help="GPUs to shard the model over")
+    p.add_argument(
+        "--gpu-memory-utilization",
+        type=finite_float(0.0, 1.0, low_open=True),
+        default=None,
+        help="share of GPU memory for vLLM",
+    )
     p.add_argument("--runtime-lora", action="store_true", help="allow loading/unloading adapters at run time")
     p.add_argument("--api-key", default=None, help="require this API key from clients")
-    p.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for /health (default 900)")
+    p.add_argument(
+        "--startup-timeout", type=positive_float, default=900.0, help="seconds to wait for /health (default 900)"
+    )
     p.add_argument("--log", type=Path, default=None, help="file for the server's log (default: a temp file)")
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="-- then arguments passed to vLLM as given")
     p.set_defaults(handler=_serve)

@@ -9,6 +9,7 @@ import logging
 import signal
 from contextlib import AsyncExitStack
 
+from mdap._cli._args import finite_float, nonneg_int, pipeline_target, positive_float, positive_int, probability
 from mdap.errors import ConfigError
 
 from ._sandbox import add_sandbox_flag, use_sandbox
@@ -27,18 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--redis", required=True, metavar="URL", help="redis://[:password@]host:port/db or rediss://")
     p.add_argument("--role", required=True, help="the role (stream) to serve, e.g. hanoi")
     p.add_argument("--model", default="simulated", help="simulated | local | http(s)://server/v1 (default simulated)")
-    p.add_argument("--concurrency", type=int, default=1, help="steps run at once (default 1)")
-    p.add_argument("--error-rate", type=float, default=0.0, help="simulated: per-sample error rate")
-    p.add_argument("--red-flag-rate", type=float, default=0.0, help="simulated: malformed/over-long sample rate")
-    p.add_argument("--correlation", type=float, default=0.0, help="simulated: how often wrong samples agree")
-    p.add_argument("--latency", type=float, default=0.0, help="simulated: seconds per request")
-    p.add_argument("--seed", type=int, default=None, help="simulated: seed (default: from the worker's pid)")
+    p.add_argument("--concurrency", type=positive_int, default=1, help="steps run at once (default 1)")
+    p.add_argument("--error-rate", type=probability, default=0.0, help="simulated: per-sample error rate")
+    p.add_argument("--red-flag-rate", type=probability, default=0.0, help="simulated: malformed/over-long sample rate")
+    p.add_argument("--correlation", type=probability, default=0.0, help="simulated: how often wrong samples agree")
+    p.add_argument("--latency", type=finite_float(0.0, 3600.0), default=0.0, help="simulated: seconds per request")
+    p.add_argument("--seed", type=nonneg_int, default=None, help="simulated: seed (default: from the worker's pid)")
     p.add_argument("--prefix", default="mdap", help="key prefix of the pool (default mdap)")
-    p.add_argument("--claim-idle", type=float, default=30.0, help="seconds before a dead worker's step is reclaimed")
-    p.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
-    p.add_argument("--max-attempts", type=int, default=3, help="tries per step before the dead-letter stream")
-    p.add_argument("--result-ttl", type=int, default=3600, help="seconds results are kept")
-    p.add_argument("--pipeline", default=None, metavar="TARGET",
+    p.add_argument(
+        "--claim-idle", type=positive_float, default=30.0, help="seconds before a dead worker's step is reclaimed"
+    )
+    p.add_argument("--heartbeat", type=positive_float, default=2.0, help="seconds between heartbeats")
+    p.add_argument("--max-attempts", type=positive_int, default=3, help="tries per step before the dead-letter stream")
+    p.add_argument("--result-ttl", type=positive_int, default=3600, help="seconds results are kept")
+    p.add_argument("--pipeline", type=pipeline_target, default=None, metavar="TARGET",
                    help="serve the subtasks of this pipeline: a roles file (.json/.toml/.yaml) or pipeline.py:factory"
                    " (its roles use --model; `mdap run ... --pool URL` sends them)")  # fmt: skip
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",

@@ -247,5 +247,7 @@ def test_cli_run_with_the_simulated_model(mini: MiniSuite, tmp_path: Path, capsy
     assert report["resolved_ids"] == ids
     traj = json.loads((out / "trajectories" / f"{ids[0]}.json").read_text())
     assert sorted(s for s in traj["modules"] if s.startswith("fix")) == ["fix0", "fix1"]
-    assert main([*argv, "--candidates", "0", "--no-progress", "--resume"]) == 2
-    assert "--candidates must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--candidates", "0", "--no-progress", "--resume"])
+    assert stop.value.code == 2
+    assert "argument --candidates: expected an integer >= 1, got 0" in capsys.readouterr().err
