@@ -7,7 +7,7 @@ server's startup time and memory (RSS of the server and its worker processes).
     python benchmarks/local_sampling.py            # starts the local model (about a minute), then measures
     python benchmarks/local_sampling.py --url http://127.0.0.1:8000/v1   # an already running server
 
-Needs ``pip install 'mdap[local]'`` (see README "Serving models").
+Needs ``pip install 'mdap[local]'`` (see docs/serving.md).
 """
 
 from __future__ import annotations
