@@ -6,7 +6,8 @@ object of the reply, repaired when its brackets do not balance (stray ``]]}``); 
 shape (``{"function": {"name": ..., "arguments": ...}}``) or the short one (``{"name": ..., "arguments": ...}``);
 arguments written into a copy of the tool's spec (``"parameters": {"properties": {"code": "print(1)"}}``); and a
 fenced python block, which is a call of the ``python`` tool (code as an action). A copy of a tool's spec with
-no value filled in is not a call: it is dropped.
+no value filled in is not a call: it is dropped, unless it is the one tool the reply names and it takes no
+arguments (there is nothing to fill in).
 """
 
 from __future__ import annotations
@@ -207,15 +208,15 @@ def _canonical(name: str, args: Mapping[str, Any]) -> tuple[str, str]:
     return (name, json.dumps(args, sort_keys=True, ensure_ascii=False))
 
 
-def _listed_calls(raw: Any, tools: Mapping[str, Tool]) -> tuple[list[tuple[str, str]], int]:
-    """The calls of a ``tool_calls`` value and how many unfilled spec copies were dropped.
+def _listed_calls(raw: Any, tools: Mapping[str, Tool]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The calls of a ``tool_calls`` value and the names of the unfilled spec copies dropped.
 
     Raises:
         RedFlag: a call has no function name, names an unknown tool, or has unreadable arguments.
     """
     entries = raw if isinstance(raw, list) else [raw]
     calls: list[tuple[str, str]] = []
-    unfilled = 0
+    unfilled: list[str] = []
     for entry in entries:
         fn = _call_fn(entry) if isinstance(entry, dict) else None
         if fn is None:
@@ -225,16 +226,16 @@ def _listed_calls(raw: Any, tools: Mapping[str, Tool]) -> tuple[list[tuple[str, 
             raise RedFlag("unknown_tool", f"no tool named {name!r}")
         args = _arguments(name, fn, tools[name])
         if args is None:
-            unfilled += 1
+            unfilled.append(name)
         else:
             calls.append(_canonical(name, args))
     return calls, unfilled
 
 
-def _salvaged_calls(text: str, tools: Mapping[str, Tool]) -> tuple[list[tuple[str, str]], int]:
+def _salvaged_calls(text: str, tools: Mapping[str, Tool]) -> tuple[list[tuple[str, str]], list[str]]:
     """Calls of known tools found as complete JSON objects anywhere in ``text`` (an unreadable reply)."""
     calls: list[tuple[str, str]] = []
-    unfilled = 0
+    unfilled: list[str] = []
     i = text.find("{")
     while i >= 0:
         try:
@@ -251,7 +252,7 @@ def _salvaged_calls(text: str, tools: Mapping[str, Tool]) -> tuple[list[tuple[st
         except RedFlag:
             args = None
         if args is None:
-            unfilled += 1
+            unfilled.append(fn["name"])
         else:
             calls.append(_canonical(fn["name"], args))
         i = text.find("{", end)
@@ -282,7 +283,7 @@ def read_reply(text: str, tools: Mapping[str, Tool], *, python: str | None = "py
     code = python_blocks(body) if python is not None and python in tools else None
     prose = _PY_FENCE.sub("", body) if code is not None else body
     data = json_object(prose)
-    unfilled = 0
+    unfilled: list[str] = []
     calls: list[tuple[str, str]] = []
     answer: str | None = None
     too_big = False
@@ -302,10 +303,13 @@ def read_reply(text: str, tools: Mapping[str, Tool], *, python: str | None = "py
         found = _ANSWER_FIELD.search(prose)
         if found:
             answer = _answer_text(json.loads(found.group(1)))
+    lone = len(unfilled) == 1 and not tools[unfilled[0]].parameters.get("properties")
+    if not calls and code is None and lone:
+        calls, unfilled = [_canonical(unfilled[0], {})], []  # the one tool copied takes no argument: a call
     from_code = not calls and code is not None
     if from_code:
         calls = [_canonical(python, {"code": code})]  # type: ignore[arg-type]
     if answer is None:
         answer = marked_answer(prose)
     structured = data is not None or bool(calls or unfilled) or prose.lstrip().startswith("{")
-    return Reply(answer, tuple(calls), too_big, structured, unfilled, from_code)
+    return Reply(answer, tuple(calls), too_big, structured, len(unfilled), from_code)

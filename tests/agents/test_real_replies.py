@@ -105,6 +105,14 @@ def test_every_captured_solver_reply_with_tool_calls_is_read() -> None:
         assert replies[rid].unfilled > 0 and replies[rid].answer is not None, rid
 
 
+def test_a_lone_copied_spec_of_a_tool_without_arguments_is_a_call() -> None:
+    spec = {"type": "function", "function": FakeTools().all()[1].spec()["function"]}  # read_attachment's, as is
+    reply = read_reply(json.dumps({"tool_calls": [spec]}), TOOLS)
+    assert reply.calls == (("read_attachment", "{}"),) and reply.unfilled == 0
+    # beside other copies it is one more copied spec, not a choice (k1#29 copied all three)
+    assert read_reply(text("k1#29"), TOOLS).calls == ()
+
+
 def test_balance_json_repairs_stray_and_missing_closers() -> None:
     assert json.loads(balance_json('{"a": [1, {"b": 2}]]}')) == {"a": [1, {"b": 2}]}
     assert json.loads(balance_json('x {"a": [1, {"b": "c}"')) == {"a": [1, {"b": "c}"}]}
