@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 from mdap.models import ChatModel
 from mdap.planners import LLMPlanner, RecursivePlanner
 from mdap.voters import FirstToAheadByK, Majority, Voter
@@ -182,7 +182,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     suffix = p.suffix.lower()
     try:
         if suffix == ".json":
-            data = json.loads(text)
+            data = loads_json(text)
         elif suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdap.errors import RedFlag
+from mdap.jsontext import loads_json, raw_decode_json
 
 from .tools import Tool
 
@@ -122,10 +123,10 @@ def json_object(text: str) -> dict[str, Any] | None:
     if start < 0:
         return None
     try:
-        value, _ = _DECODER.raw_decode(text, start)
+        value, _ = raw_decode_json(_DECODER, text, start)
     except ValueError:
         try:
-            value = json.loads(balance_json(text))
+            value = loads_json(balance_json(text))
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
@@ -190,7 +191,7 @@ def _arguments(name: str, fn: Mapping[str, Any], tool: Tool | None) -> dict[str,
         args = fn["arguments"]
         if isinstance(args, str):
             try:
-                args = json.loads(args) if args.strip() else {}
+                args = loads_json(args) if args.strip() else {}
             except ValueError:
                 raise RedFlag("parse", f"arguments of {name} are not JSON") from None
         if not isinstance(args, dict):
@@ -239,7 +240,7 @@ def _salvaged_calls(text: str, tools: Mapping[str, Tool]) -> tuple[list[tuple[st
     i = text.find("{")
     while i >= 0:
         try:
-            value, end = _DECODER.raw_decode(text, i)
+            value, end = raw_decode_json(_DECODER, text, i)
         except ValueError:
             i = text.find("{", i + 1)
             continue

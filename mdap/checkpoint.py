@@ -24,6 +24,7 @@ from typing import IO, Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mdap.errors import CheckpointError
+from mdap.jsontext import loads_json
 
 __all__ = ["Checkpoint", "Counters", "RunInUse", "RunLock", "TraceWriter", "lock_path", "same_file"]
 
@@ -235,7 +236,7 @@ class Checkpoint(BaseModel):
         except OSError as err:
             raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = loads_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as err:
             raise CheckpointError(f"checkpoint {path} is unreadable (not UTF-8 JSON: {err}); {_START_OVER}") from None
         if not isinstance(data, dict) or "version" not in data or "task" not in data:
@@ -369,7 +370,7 @@ def _check_tail(path: Path, ckpt: Checkpoint) -> str:
             window *= 2
     want = ckpt.next_step - 1
     try:
-        step = json.loads(line.decode("utf-8")).get("step")
+        step = loads_json(line.decode("utf-8")).get("step")
     except (UnicodeDecodeError, ValueError, AttributeError):
         step = "unreadable"
     if step != want:

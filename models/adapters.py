@@ -7,13 +7,13 @@ name in the request's ``model`` field. Switching a role to another adapter is th
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 __all__ = ["Adapter", "AdapterRegistry", "read_peft_config", "same_base"]
 
@@ -116,7 +116,7 @@ def read_peft_config(folder: Path) -> dict[str, object]:
     if not folder.is_dir():
         raise ConfigError(f"adapter folder {folder} does not exist")
     try:
-        data = json.loads(file.read_text())
+        data = loads_json(file.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{folder} is not a PEFT adapter: it has no adapter_config.json") from None
     except (OSError, ValueError) as err:

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse, urlunparse
 
 from mdap._redact import redact
 from mdap.errors import ConfigError, ModelError
+from mdap.jsontext import loads_json
 from mdap.types import Message
 
 from .base import Sample
@@ -415,7 +416,7 @@ class OpenAICompatible:
             else:
                 if status == 200:
                     try:
-                        return json.loads(raw), latency
+                        return loads_json(raw), latency
                     except ValueError:
                         raise ModelError(
                             f"{self._where(model)}: {method} {path} answered with something that is not JSON "
@@ -479,7 +480,7 @@ def _samples(
 def _error_text(raw: bytes) -> str:
     """The message of an error response body (OpenAI's ``{"error": {"message": ...}}``, or the text itself)."""
     try:
-        body = json.loads(raw)
+        body = loads_json(raw)
     except ValueError:
         return raw[:200].decode(errors="replace").strip() or "(empty body)"
     if isinstance(body, dict):

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 from ._lora_step import answer_logprobs, batch_loss
 from .lora_data import TrainingExample, draw_batch, encode_example, read_examples
@@ -355,7 +356,7 @@ def write_card(cfg: TrainConfig, result: TrainResult, examples: int, extra: dict
 def read_card(folder: Path) -> dict[str, Any]:
     """The model card of an adapter folder ({} when it has none)."""
     try:
-        data = json.loads((Path(folder) / CARD_FILE).read_text())
+        data = loads_json((Path(folder) / CARD_FILE).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -17,6 +17,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mdap.errors import PlanError
+from mdap.jsontext import loads_json
 
 __all__ = [
     "FailureNote",
@@ -248,7 +249,7 @@ def _extract_json(text: str) -> Any:
     start = min(starts)
     end = max(body.rfind("}"), body.rfind("]"))
     try:
-        return json.loads(body[start : end + 1])
+        return loads_json(body[start : end + 1])
     except ValueError as err:
         raise PlanError(f"the reply is not valid JSON ({err}); answer with JSON only") from err
 

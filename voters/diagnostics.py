@@ -12,12 +12,12 @@ still shows which steps were contested and whether their wrong samples agreed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 from .calibration import Calibration
 
@@ -39,7 +39,7 @@ def read_trace(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dic
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
                 for key in required:
                     record[key]
             except (ValueError, KeyError, TypeError):

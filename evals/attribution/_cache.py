@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from mdap._outputs import writing
 from mdap.errors import CheckpointError
+from mdap.jsontext import loads_json
 
 __all__ = ["CACHE_FILE", "RERUN_ATTRIBUTION", "ScoreCache", "UnitKey"]
 
@@ -63,7 +64,7 @@ class ScoreCache:
                 f.truncate(len(raw))
         lines = raw.decode().splitlines()
         try:
-            header = json.loads(lines[0]) if lines else {}
+            header = loads_json(lines[0]) if lines else {}
         except ValueError:
             header = {}
         if not isinstance(header, dict) or header.get("mdap_score_cache") != _VERSION:
@@ -75,7 +76,7 @@ class ScoreCache:
             )
         for n, line in enumerate(lines[1:], start=2):
             try:
-                entry = json.loads(line)
+                entry = loads_json(line)
                 key = (frozenset(entry["coalition"]), int(entry["seed"]))
                 self.scores[key] = float(entry["score"])
                 self.items[key] = [float(x) for x in entry.get("items", [])]

@@ -18,7 +18,6 @@ resumes from it), ``report.json``, ``scores.csv`` (raw per-coalition scores) and
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from mdap._outputs import check_output_dir
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 from ._cache import CACHE_FILE, RERUN_ATTRIBUTION
 from .game import Game, ModuleSlots
@@ -106,12 +106,12 @@ def load_config(path: str | Path) -> AttributionConfig:
     try:
         text = p.read_text()
         if p.suffix == ".json":
-            data: Any = json.loads(text)
+            data: Any = loads_json(text)
         elif p.suffix == ".toml":
             data = tomllib.loads(text)
         else:
             raise ConfigError(f"attribution config {p}: use a .json or .toml file, not {p.suffix or 'no extension'!r}")
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, RecursionError) as err:  # RecursionError: TOML nested too deeply
         raise ConfigError(f"cannot read attribution config {p}: {err}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"attribution config {p} must hold an object/table at the top level")

@@ -8,7 +8,6 @@ the loader at your copy, or at :data:`MINI_DATA`, the small offline suite shippe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 __all__ = ["HIDDEN_ANSWER", "MINI_DATA", "PARQUET_HINT", "GaiaQuestion", "find_split", "load_gaia"]
 
@@ -126,13 +126,17 @@ def load_gaia(
 
 
 def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
             where = f"{path} line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except ValueError as err:
                 raise ConfigError(f"{where}: not valid JSON ({err}); each line must be one JSON object") from None
             if not isinstance(record, dict):

@@ -28,6 +28,7 @@ from typing import Literal
 from mdap.agents import CoordinatorPolicy, Pipeline, Sandbox, WorkerRole, WorkItem, Workspace, python_tool
 from mdap.agents.replies import clean_answer, json_object, marked_answer
 from mdap.errors import PlanError, RedFlag
+from mdap.jsontext import loads_json
 from mdap.models import ChatModel
 from mdap.planners import (
     PLANNER_SYSTEM,
@@ -125,7 +126,7 @@ def _tidy(text: str) -> str:
     text = text.strip()
     if text.startswith("["):
         try:
-            items = json.loads(text)
+            items = loads_json(text)
         except ValueError:
             items = None
         if isinstance(items, list) and all(isinstance(i, str | int | float) for i in items):

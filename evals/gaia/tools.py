@@ -16,6 +16,7 @@ from typing import Any
 
 from mdap.agents import Tool
 from mdap.errors import ToolError
+from mdap.jsontext import loads_json
 
 __all__ = ["attachment_tool", "calculate", "calculator_tool"]
 
@@ -155,7 +156,7 @@ def attachment_tool(attachment: Path | None, *, max_chars: int = 12_000) -> Tool
             ) from None
         if attachment.suffix.lower() == ".json":
             with contextlib.suppress(ValueError):  # not valid JSON after all: show the text as it is
-                text = json.dumps(json.loads(text), indent=1, ensure_ascii=False)
+                text = json.dumps(loads_json(text), indent=1, ensure_ascii=False)
         if len(text) > max_chars:
             return text[:max_chars] + f"\n...(cut at {max_chars} of {len(text)} characters; read the rest with python)"
         return f"{attachment.name}:\n{text}"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from mdap.errors import ConfigError, RedFlag
+from mdap.jsontext import loads_json
 from mdap.types import Message
 
 __all__ = [
@@ -85,7 +86,7 @@ def parse_pegs(text: str, disks: int) -> Pegs:
         RedFlag: anything else (kind ``"parse"``).
     """
     try:
-        raw = json.loads(text)
+        raw = loads_json(text)
     except ValueError:
         raise RedFlag("parse", "next_state is not a JSON list") from None
     if not isinstance(raw, list) or len(raw) != 3 or not all(isinstance(p, list) for p in raw):

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 __all__ = ["SWEInstance", "check_instance_id", "check_name", "inside", "load_instances", "repo_path"]
 
@@ -120,7 +121,7 @@ class SWEInstance(BaseModel):
     def _tests(cls, value: Any) -> Any:
         if isinstance(value, str):
             try:
-                value = json.loads(value) if value.strip() else []
+                value = loads_json(value) if value.strip() else []
             except ValueError as err:
                 raise ValueError(f"must be a JSON list of test ids, got a string that is not JSON ({err})") from None
         if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
@@ -176,12 +177,12 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield f"line {number}", json.loads(line)
+                yield f"line {number}", loads_json(line)
             except ValueError as err:
                 raise ConfigError(f"{path}: line {number} is not valid JSON: {err}") from None
         return
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON (line {err.lineno}): {err}") from None
     if isinstance(data, dict) and "instance_id" in data:

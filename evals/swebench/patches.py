@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mdap.errors import RedFlag
+from mdap.jsontext import loads_json
 
 from ._proc import GitError, diff_all, git_apply
 
@@ -41,7 +42,7 @@ def parse_fix(text: str) -> str:
     if _is_diff(body):
         return json.dumps({"diff": body.strip("\n") + "\n"})
     try:
-        data: Any = json.loads(body)
+        data: Any = loads_json(body)
     except ValueError:
         raise RedFlag("parse", "a fix must be JSON {'edits': [...]} or a unified diff") from None
     if isinstance(data, list):

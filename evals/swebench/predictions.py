@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mdap._outputs import writing
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 from .instances import check_name
 
@@ -53,7 +54,7 @@ def load_predictions(path: str | Path, *, unique: bool = False) -> dict[str, Pre
     stripped = text.lstrip()
     if path.suffix == ".json" or stripped.startswith("["):
         try:
-            data = json.loads(text)
+            data = loads_json(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: not valid JSON (line {err.lineno}): {err}") from None
         items = (
@@ -68,7 +69,7 @@ def load_predictions(path: str | Path, *, unique: bool = False) -> dict[str, Pre
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    records.append((f"line {number}", json.loads(line)))
+                    records.append((f"line {number}", loads_json(line)))
                 except json.JSONDecodeError as err:
                     raise ConfigError(f"{path}: line {number} is not valid JSON: {err}") from None
     out: dict[str, Prediction] = {}
