@@ -16,7 +16,11 @@ from typing import Any
 
 import ormsgpack  # a dependency of langgraph's checkpointers: 10x faster than json.dumps for these records
 
+from mdap.errors import CheckpointError
+
 __all__ = ["MemoryStore", "ResultStore", "SqliteStore"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class ResultStore:
@@ -62,6 +66,25 @@ class SqliteStore(ResultStore):
     thread, and a synchronous writer on the same file would wait for the lock while blocking the event loop
     that the saver needs to commit.
     """
+
+    @staticmethod
+    def check_file(path: str | Path, what: str) -> None:
+        """Refuse a file that exists but is not an SQLite database (a garbage checkpoint), before SQLite or
+        LangGraph open it and fail deep inside with ``file is not a database``.
+
+        Raises:
+            CheckpointError: ``path`` is a directory, cannot be read, or is not an SQLite database.
+        """
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise CheckpointError(f"cannot read the {what} {p}: {err.strerror or err}") from None
+        if head and head != _SQLITE_MAGIC:
+            raise CheckpointError(f"the {what} {p} is not an SQLite database: delete it, or give another --checkpoint")
 
     @staticmethod
     def beside(checkpoint: str | Path) -> Path:

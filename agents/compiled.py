@@ -133,6 +133,8 @@ class CompiledPipeline:
             return final
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+        SqliteStore.check_file(self.checkpoint, "checkpoint")
+        SqliteStore.check_file(SqliteStore.beside(self.checkpoint), "results file of the checkpoint")
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         with RunLock(
             thread_lock(self.checkpoint, thread),

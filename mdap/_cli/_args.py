@@ -157,7 +157,7 @@ def read_text_input(path: Path, *, text: bool = True) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        missing = next((p for p in path.parents if not os.path.lexists(p)), None)
+        missing = next((p for p in reversed(path.parents) if not os.path.lexists(p)), None)
         where = f" (directory {missing} does not exist)" if missing is not None and str(missing) != "." else ""
         raise argparse.ArgumentTypeError(f"{path}: no such file{where}") from None
     except OSError as err:

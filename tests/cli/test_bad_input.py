@@ -360,7 +360,13 @@ def test_every_flag_rejects_bad_values_cleanly(inputs: Inputs, tmp_path: Path) -
     results = _run_all(runnable, tmp_path)
     bad = [f"{case}: {why}" for case, out in results if (why := problem(case, out)) is not None]
     slowest = sorted(results, key=lambda r: -r[1].seconds)[:3]
-    print(f"\n{len(cases)} cases walked, {len(runnable)} run, {len(bad)} mishandled; slowest:")
+    kinds = sorted({c.kind for c in cases})
+    by_kind = ", ".join(
+        f"{k} {sum(c.kind == k and problem(c, o) is not None for c, o in results)}"
+        f"/{sum(c.kind == k for c, _ in results)}"
+        for k in kinds
+    )
+    print(f"\n{len(cases)} cases walked, {len(runnable)} run, {len(bad)} mishandled ({by_kind}); slowest:")
     for case, out in slowest:
         print(f"  {out.seconds:.1f} s  {case}")
     assert not bad, f"{len(bad)} of {len(runnable)} mishandled:\n" + "\n".join(bad)
