@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -110,8 +111,8 @@ class WorkerConfig:
             raise ConfigError(f"a role must be a non-empty word without ':', got {self.role!r}")
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.claim_idle_s <= 0 or self.heartbeat_s <= 0 or self.block_s <= 0:
-            raise ConfigError("claim_idle_s, heartbeat_s and block_s must be > 0")
+        if not all(0 < s < math.inf for s in (self.claim_idle_s, self.heartbeat_s, self.block_s)):  # nan fails too
+            raise ConfigError("claim_idle_s, heartbeat_s and block_s must be finite and > 0")
         if self.max_attempts < 1 or self.result_ttl_s < 1:
             raise ConfigError("max_attempts and result_ttl_s must be >= 1")
 

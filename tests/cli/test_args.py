@@ -143,3 +143,14 @@ def test_a_garbage_checkpoint_at_the_default_path_is_named(
     results.write_text("not a database")
     assert main(["run", "say hi", "--roles", "roles.json", "--no-progress"]) == 2
     assert "pipelines.results.sqlite is not an SQLite database" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["claim_idle_s", "heartbeat_s", "block_s"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_the_worker_config_below_the_flags_refuses_what_they_refuse(field: str, value: float) -> None:
+    from mdap.errors import ConfigError
+    from mdap.pool import WorkerConfig
+
+    assert getattr(WorkerConfig(role="hanoi", **{field: 5.0}), field) == 5.0
+    with pytest.raises(ConfigError, match="finite and > 0"):
+        WorkerConfig(role="hanoi", **{field: value})
