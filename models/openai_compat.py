@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -212,7 +213,12 @@ class OpenAICompatible:
                     transport = getattr(proto, "transport", None)
                     sock = transport.get_extra_info("socket") if transport is not None else None
                     if sock is not None:
-                        sock.close()  # the loop that owned it may be closed: close the socket itself
+                        # The loop that owned it may be closed: close the socket itself. asyncio hands out a
+                        # TransportSocket wrapper without close(); the socket object it wraps knows it is closed,
+                        # so the transport's own close later is a no-op, never a close of a reused descriptor.
+                        raw = getattr(sock, "_sock", sock)
+                        with contextlib.suppress(OSError):
+                            raw.close()
             getattr(connector, "_conns", {}).clear()  # nothing left for the connector to warn about
 
     async def aclose(self) -> None:
