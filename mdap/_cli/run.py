@@ -179,13 +179,18 @@ def load_factory(file: str, name: str, model: Any) -> Any:
     """
     path = Path(file)
     if not path.is_file():
-        raise ConfigError(f"pipeline file {path} does not exist")
+        raise ConfigError(f"pipeline file {path} {'is not a file' if path.exists() else 'does not exist'}")
     spec = importlib.util.spec_from_file_location(f"_mdap_pipeline_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:  # a binary or non-UTF-8 file as well ("cannot contain null bytes", "Non-UTF-8 code")
+        sys.modules.pop(spec.name, None)
+        where = f" (line {err.lineno})" if err.lineno else ""
+        raise ConfigError(f"pipeline file {path} is not valid Python: {err.msg}{where}") from None
     fn = getattr(module, name, None)
     if not callable(fn):
         raise ConfigError(f"{path} has no function {name!r}")

@@ -154,3 +154,23 @@ def test_the_worker_config_below_the_flags_refuses_what_they_refuse(field: str, 
     assert getattr(WorkerConfig(role="hanoi", **{field: 5.0}), field) == 5.0
     with pytest.raises(ConfigError, match="finite and > 0"):
         WorkerConfig(role="hanoi", **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (bytes(range(256)), "is not valid Python: source code string cannot contain null bytes"),
+        (b"def make(:\n", "is not valid Python: invalid syntax (line 1)"),
+        (b'x = "caf\xe9"\ndef make(): ...\n', "is not valid Python: (unicode error)"),
+    ],
+)
+def test_a_pipeline_file_that_is_not_python_is_bad_input(
+    source: bytes, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    factory = tmp_path / "pipeline.py"
+    factory.write_bytes(source)
+    assert main(["run", f"{factory}:make", "say hi", "--no-progress"]) == 2
+    assert f"pipeline file {factory} {message}" in capsys.readouterr().err
+    (tmp_path / "folder.py").mkdir()
+    assert main(["run", f"{tmp_path / 'folder.py'}:make", "say hi", "--no-progress"]) == 2
+    assert "folder.py is not a file" in capsys.readouterr().err
