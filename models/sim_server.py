@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mdap.errors import ConfigError
+from mdap.jsontext import loads_json
 
 from .base import ChatModel
 
@@ -254,7 +255,7 @@ def app(server: SimServer) -> Starlette:
         if refused is not None:
             return refused
         try:
-            body = json.loads(await request.body())
+            body = loads_json(await request.body())
         except ValueError:
             body = None
         status, payload, headers = await server.complete(body)
@@ -268,7 +269,7 @@ def app(server: SimServer) -> Starlette:
 
     async def faults(request: Request) -> Response:
         try:
-            queued = server.script(json.loads(await request.body()))
+            queued = server.script(loads_json(await request.body()))
         except (ValueError, TypeError, ConfigError) as err:
             return JSONResponse(_error(400, str(err))[1], 400)
         return JSONResponse({"queued": queued})

@@ -25,6 +25,7 @@ from typing import Any
 
 from mdap._redact import redact
 from mdap.errors import ConfigError, ModelError
+from mdap.jsontext import loads_json
 
 from ._process import ServerProcess, free_port, log_tail
 from .adapters import Adapter, AdapterRegistry
@@ -60,7 +61,7 @@ def tool_parser_for(base: str) -> str | None:
     config = Path(base).expanduser() / "config.json"
     if config.is_file():
         try:
-            family = str(json.loads(config.read_text(encoding="utf-8")).get("model_type", ""))
+            family = str(loads_json(config.read_text(encoding="utf-8")).get("model_type", ""))
         except (OSError, ValueError, AttributeError):
             family = ""
         return TOOL_PARSERS.get(family)

@@ -20,6 +20,7 @@ from mdap._outputs import mentions_disk_full, write_atomic
 from mdap._redact import redact
 from mdap.agents import RunResult, Sandbox
 from mdap.errors import ConfigError, ModelError, invalid_settings
+from mdap.jsontext import loads_json
 from mdap.models import ChatModel
 from mdap.models.registry import TASK_SPECIFIC, from_spec
 
@@ -179,7 +180,7 @@ def _read_run_file(path: Path) -> dict[str, Any]:
         ConfigError: unreadable, not JSON, or not the record mdap writes (data and split).
     """
     try:
-        before = json.loads(path.read_bytes())
+        before = loads_json(path.read_bytes())
     except OSError as err:
         raise ConfigError(f"cannot resume: {path} cannot be read ({err.strerror or err})") from None
     except ValueError as err:
