@@ -9,11 +9,11 @@ from __future__ import annotations
 from .coordinator import CoordinatorPolicy, ExecOutcome, Execution, SubtaskResult
 from .events import EVENT_KINDS, Event, EventBus, JsonlTrace
 from .pipeline import DEFAULT_CHECKPOINT, CompiledPipeline, Pipeline
-from .result import RunResult
+from .results import RunResult
 from .roles import WorkerRole, default_voter
 from .sandbox import Completed, Limits, Sandbox
 from .tools import Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool
-from .work import Artifact, LocalRunner, StepRunner, WorkItem, WorkOutput
+from .work import Artifact, LocalRunner, SubtaskRunner, WorkItem, WorkOutput
 from .worker import Worker
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "Pipeline",
     "RunResult",
     "Sandbox",
-    "StepRunner",
+    "SubtaskRunner",
     "SubtaskResult",
     "Tool",
     "WorkItem",

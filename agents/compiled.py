@@ -18,8 +18,8 @@ from ._store import MemoryStore, ResultStore, SqliteStore
 from .coordinator import CoordinatorPolicy, SubtaskResult
 from .events import EventBus, JsonlTrace
 from .graph import Approval, RunContext, build_graph
-from .result import RunResult, build_report
-from .work import StepRunner
+from .results import RunResult, build_report
+from .work import SubtaskRunner
 from .worker import Meter, Worker
 
 __all__ = ["CompiledPipeline", "thread_lock"]
@@ -36,7 +36,7 @@ class CompiledPipeline:
         planner_meter: Meter | None,
         roles: dict[str, str],
         workers: dict[str, Worker],
-        runner: StepRunner,
+        runner: SubtaskRunner,
         policy: CoordinatorPolicy,
         approval: Approval | Literal["human"] | None,
         checkpoint: Path | None,

@@ -2,7 +2,7 @@
 
 LangGraph spends ~200 us per super-step or per ``Send`` (more as the fan-out grows), too much for plans of
 thousands of subtasks. So the execute node hands the whole DAG to an :class:`Execution`: a fixed set of
-``max_concurrency`` asyncio consumers takes ready subtasks from a deque, runs each on the step runner (with a
+``max_concurrency`` asyncio consumers takes ready subtasks from a deque, runs each on the subtask runner (with a
 timeout, retries and exponential backoff), persists its result as it completes, and releases its
 dependents. Per subtask this costs a little bookkeeping, whatever the DAG's shape.
 """
@@ -24,7 +24,7 @@ from ._store import ResultStore
 from .events import EventBus
 from .policy import CoordinatorPolicy
 from .results import ExecOutcome, SubtaskResult
-from .work import Artifact, StepRunner, WorkItem, WorkOutput
+from .work import Artifact, SubtaskRunner, WorkItem, WorkOutput
 
 __all__ = ["CoordinatorPolicy", "ExecOutcome", "Execution", "SubtaskResult"]
 
@@ -99,7 +99,7 @@ class Execution:
         *,
         task: Task,
         plan: Plan,
-        runner: StepRunner,
+        runner: SubtaskRunner,
         policy: CoordinatorPolicy,
         store: ResultStore,
         thread: str,

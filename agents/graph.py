@@ -23,8 +23,8 @@ from mdap.planners import Expander, FailureNote, Plan, Planner, ReplanContext, T
 from ._store import ResultStore
 from .coordinator import CoordinatorPolicy, Execution, SubtaskResult
 from .events import EventBus
-from .result import add_spent
-from .work import StepRunner
+from .results import add_spent
+from .work import SubtaskRunner
 
 __all__ = ["Approval", "RunContext", "RunState", "build_graph"]
 
@@ -53,7 +53,7 @@ class RunContext:
 
     planner: Planner
     roles: Mapping[str, str]
-    runner: StepRunner
+    runner: SubtaskRunner
     policy: CoordinatorPolicy
     store: ResultStore
     thread: str

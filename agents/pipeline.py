@@ -28,10 +28,10 @@ from .compiled import CompiledPipeline
 from .coordinator import CoordinatorPolicy
 from .events import EventBus, Listener
 from .graph import Approval
-from .result import RunResult
+from .results import RunResult
 from .roles import WorkerRole, default_voter
 from .tools import Tool
-from .work import LocalRunner, StepRunner
+from .work import LocalRunner, SubtaskRunner
 from .worker import Meter, Worker
 
 __all__ = ["DEFAULT_CHECKPOINT", "CompiledPipeline", "Pipeline", "RunnerFactory"]
@@ -39,8 +39,8 @@ __all__ = ["DEFAULT_CHECKPOINT", "CompiledPipeline", "Pipeline", "RunnerFactory"
 DEFAULT_CHECKPOINT = Path(".mdap/pipelines.sqlite")
 """Where runs are checkpointed unless ``.checkpoint(...)`` says otherwise."""
 
-RunnerFactory = Callable[[Mapping[str, Worker]], StepRunner]
-"""Builds the step runner from the compiled workers (the seam where a worker pool plugs in)."""
+RunnerFactory = Callable[[Mapping[str, Worker]], SubtaskRunner]
+"""Builds the subtask runner from the compiled workers (the seam where a worker pool plugs in)."""
 
 
 class Pipeline:
@@ -114,7 +114,7 @@ class Pipeline:
         return self._changed()
 
     def runner(self, factory: RunnerFactory | None) -> Pipeline:
-        """Run subtasks through a custom step runner (e.g. a worker pool) built from the compiled workers."""
+        """Run subtasks through a custom subtask runner (e.g. a worker pool) built from the compiled workers."""
         self._runner = factory
         return self._changed()
 

@@ -27,7 +27,7 @@ PIPELINE_KIND = "pipeline"
 
 
 class PoolRunner:
-    """A StepRunner that runs each work item on a Redis pool (see the module docstring).
+    """A SubtaskRunner that runs each work item on a Redis pool (see the module docstring).
 
     Args:
         pool: an open RedisPool (``async with RedisPool(url) as pool``).

@@ -1,8 +1,8 @@
-"""What the coordinator hands a worker (WorkItem) and gets back (WorkOutput), and the StepRunner seam.
+"""What the coordinator hands a worker (WorkItem) and gets back (WorkOutput), and the SubtaskRunner seam.
 
 Both are plain, JSON-able records (``to_dict``/``from_dict``), so the step that turns one into the other can run
 in this process (the default: :class:`LocalRunner`) or on a worker pool in other processes: a pool is any
-async callable ``WorkItem -> WorkOutput`` (see :class:`StepRunner`).
+async callable ``WorkItem -> WorkOutput`` (see :class:`SubtaskRunner`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from mdap.errors import ConfigError
 
-__all__ = ["Artifact", "LocalRunner", "StepRunner", "WorkItem", "WorkOutput"]
+__all__ = ["Artifact", "LocalRunner", "SubtaskRunner", "WorkItem", "WorkOutput"]
 
 
 @dataclass(slots=True)
@@ -97,7 +97,7 @@ class WorkOutput:
         return cls(**data)
 
 
-class StepRunner(Protocol):
+class SubtaskRunner(Protocol):
     """Executes one work item somewhere: in process (:class:`LocalRunner`) or on a pool.
 
     Raise an :class:`~mdap.errors.MdapError` (``VoteFailed``, ``ModelError``, ``PoolError``, ``SubtaskFailed``)
@@ -117,7 +117,7 @@ class _RunsItems(Protocol):
 
 
 class LocalRunner:
-    """Runs each work item on its role's worker in this process (the default step runner)."""
+    """Runs each work item on its role's worker in this process (the default subtask runner)."""
 
     def __init__(self, workers: Mapping[str, _RunsItems]) -> None:
         self.workers = dict(workers)
