@@ -56,7 +56,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from mdap.evals.hanoi import register_pool_kinds
     from mdap.models.registry import TASK_SPECIFIC, from_spec
-    from mdap.pool import KINDS, SimulatedSettings, StepHandler, Worker, WorkerConfig
+    from mdap.pool import KINDS, PoolWorker, PoolWorkerConfig, SimulatedSettings, StepHandler
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -69,7 +69,7 @@ def _worker(args: argparse.Namespace) -> int:
             importlib.import_module(module)
         except ImportError as err:
             raise ConfigError(f"--import {module}: {err}") from None
-    config = WorkerConfig(
+    config = PoolWorkerConfig(
         role=args.role,
         concurrency=args.concurrency,
         prefix=args.prefix,
@@ -97,7 +97,7 @@ def _worker(args: argparse.Namespace) -> int:
                 if hasattr(model, "__aenter__"):
                     model = await stack.enter_async_context(model)  # type: ignore[arg-type]
                 handler = StepHandler(KINDS, model)
-            worker = Worker(args.redis, handler, config)
+            worker = PoolWorker(args.redis, handler, config)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.stop)

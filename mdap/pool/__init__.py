@@ -14,7 +14,7 @@ from .local import LocalPool
 from .redis_pool import RedisPool
 from .status import PoolStatus, RoleStatus, WorkerStatus, pool_status, read_status
 from .wire import Keys, StepRequest, StepResult, VoterSpec
-from .worker import Worker, WorkerConfig
+from .worker import PoolWorker, PoolWorkerConfig
 
 __all__ = [
     "KINDS",
@@ -33,8 +33,8 @@ __all__ = [
     "StepResult",
     "StepRunner",
     "VoterSpec",
-    "Worker",
-    "WorkerConfig",
+    "PoolWorker",
+    "PoolWorkerConfig",
     "WorkerStatus",
     "pool_status",
     "read_status",

@@ -7,7 +7,7 @@ in-flight entries fresh (so only dead workers' entries look idle), reclaims entr
 ``claim_idle_s`` with ``XAUTOCLAIM``, and trims the stream to the entries not yet done. A step that raised is
 republished up to ``max_attempts``; then -- or at once for a malformed request -- it goes to the dead-letter
 stream with the error, and its coordinator gets a ``failed`` result. ``stop()`` drains: no new steps are
-taken, running ones finish, and :meth:`Worker.run` returns.
+taken, running ones finish, and :meth:`PoolWorker.run` returns.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.typing import EncodableT, FieldT
 
-__all__ = ["Worker", "WorkerConfig"]
+__all__ = ["PoolWorker", "PoolWorkerConfig"]
 
 log = logging.getLogger("mdap.worker")
 
@@ -75,7 +75,7 @@ _MAX_DEAD_PAYLOAD = 65536
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerConfig:
+class PoolWorkerConfig:
     """How a worker behaves.
 
     Args:
@@ -117,10 +117,12 @@ class WorkerConfig:
             raise ConfigError("max_attempts and result_ttl_s must be >= 1")
 
 
-class Worker:
+class PoolWorker:
     """Serves one role of the pool at ``url`` with a :class:`StepHandler` (see the module docstring)."""
 
-    def __init__(self, url: str, handler: StepHandler, config: WorkerConfig, *, worker_id: str | None = None) -> None:
+    def __init__(
+        self, url: str, handler: StepHandler, config: PoolWorkerConfig, *, worker_id: str | None = None
+    ) -> None:
         self.url = url
         self.handler = handler
         self.config = config

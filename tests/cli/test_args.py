@@ -149,11 +149,11 @@ def test_a_garbage_checkpoint_at_the_default_path_is_named(
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
 def test_the_worker_config_below_the_flags_refuses_what_they_refuse(field: str, value: float) -> None:
     from mdap.errors import ConfigError
-    from mdap.pool import WorkerConfig
+    from mdap.pool import PoolWorkerConfig
 
-    assert getattr(WorkerConfig(role="hanoi", **{field: 5.0}), field) == 5.0
+    assert getattr(PoolWorkerConfig(role="hanoi", **{field: 5.0}), field) == 5.0
     with pytest.raises(ConfigError, match="finite and > 0"):
-        WorkerConfig(role="hanoi", **{field: value})
+        PoolWorkerConfig(role="hanoi", **{field: value})
 
 
 @pytest.mark.parametrize(

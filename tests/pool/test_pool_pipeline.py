@@ -13,7 +13,7 @@ from mdap.agents import Pipeline
 from mdap.agents.pool_runner import pool_runner, register_pipeline_kind
 from mdap.models import SimulatedModel
 from mdap.planners import StaticPlanner, fork_join
-from mdap.pool import KindRegistry, RedisPool, SimulatedSettings, StepHandler, Worker, WorkerConfig, read_status
+from mdap.pool import KindRegistry, PoolWorker, PoolWorkerConfig, RedisPool, SimulatedSettings, StepHandler, read_status
 from mdap.types import Message
 from mdap.voters import FirstToAheadByK
 
@@ -36,7 +36,9 @@ async def test_a_pipeline_runs_its_subtasks_on_pool_workers(redis_server: RedisS
     worker_model = SimulatedModel(echo)
     kinds = KindRegistry()
     register_pipeline_kind(pipeline(worker_model), registry=kinds)
-    worker = Worker(url, StepHandler(kinds, simulated=SimulatedSettings()), WorkerConfig(role="w", concurrency=3))
+    worker = PoolWorker(
+        url, StepHandler(kinds, simulated=SimulatedSettings()), PoolWorkerConfig(role="w", concurrency=3)
+    )
     serving = asyncio.create_task(worker.run())
     coordinator_model = SimulatedModel(echo)
     try:
@@ -54,7 +56,7 @@ async def test_a_pipeline_runs_its_subtasks_on_pool_workers(redis_server: RedisS
 
 async def test_a_subtask_without_a_serving_kind_fails_its_attempt_clearly(redis_server: RedisServer) -> None:
     url = redis_server.url
-    worker = Worker(url, StepHandler(KindRegistry(), simulated=SimulatedSettings()), WorkerConfig(role="w"))
+    worker = PoolWorker(url, StepHandler(KindRegistry(), simulated=SimulatedSettings()), PoolWorkerConfig(role="w"))
     serving = asyncio.create_task(worker.run())
     try:
         async with RedisPool(url) as pool:

@@ -21,12 +21,12 @@ from mdap.evals.hanoi import hanoi_chain, register_pool_kinds, simulated_hanoi_m
 from mdap.pool import (
     KindRegistry,
     PoolStatus,
+    PoolWorker,
+    PoolWorkerConfig,
     RedisPool,
     SimulatedSettings,
     StepHandler,
     VoterSpec,
-    Worker,
-    WorkerConfig,
     pool_status,
 )
 from mdap.types import Message
@@ -51,8 +51,8 @@ async def test_a_reply_to_of_the_wrong_type_is_dead_lettered_once_and_acked(redi
     client = aioredis.Redis.from_url(url)
     kinds = KindRegistry()
     register_pool_kinds(kinds)
-    config = WorkerConfig(role="hanoi", heartbeat_s=0.1, claim_idle_s=0.3, max_attempts=2)
-    worker = Worker(url, StepHandler(kinds, simulated=SimulatedSettings()), config)
+    config = PoolWorkerConfig(role="hanoi", heartbeat_s=0.1, claim_idle_s=0.3, max_attempts=2)
+    worker = PoolWorker(url, StepHandler(kinds, simulated=SimulatedSettings()), config)
     task = asyncio.create_task(worker.run())
     try:
         await client.set("mdap:reply:not-a-list", "a string, not a list")
@@ -84,11 +84,11 @@ async def test_a_reply_to_of_the_wrong_type_is_dead_lettered_once_and_acked(redi
         await client.aclose()
 
 
-def hanoi_worker(url: str, model: object | None = None, **cfg: object) -> Worker:
+def hanoi_worker(url: str, model: object | None = None, **cfg: object) -> PoolWorker:
     kinds = KindRegistry()
     register_pool_kinds(kinds)
     handler = StepHandler(kinds, model) if model is not None else StepHandler(kinds, simulated=SimulatedSettings())  # type: ignore[arg-type]
-    return Worker(url, handler, WorkerConfig(role="hanoi", heartbeat_s=0.1, claim_idle_s=1.0, **cfg))  # type: ignore[arg-type]
+    return PoolWorker(url, handler, PoolWorkerConfig(role="hanoi", heartbeat_s=0.1, claim_idle_s=1.0, **cfg))  # type: ignore[arg-type]
 
 
 async def test_a_step_lost_with_its_deleted_stream_is_published_again(

@@ -19,12 +19,12 @@ from mdap.microstep import Chain
 from mdap.pool import (
     KindRegistry,
     LocalPool,
+    PoolWorker,
+    PoolWorkerConfig,
     RedisPool,
     SimulatedSettings,
     StepHandler,
     VoterSpec,
-    Worker,
-    WorkerConfig,
     read_status,
 )
 from mdap.pool._redis import redact
@@ -38,9 +38,9 @@ def registry() -> KindRegistry:
 
 
 @asynccontextmanager
-async def running_worker(url: str, handler: StepHandler | None = None, **cfg: object) -> AsyncIterator[Worker]:
-    worker = Worker(url, handler or StepHandler(registry(), simulated=SimulatedSettings(error_rate=0.01)),
-                    WorkerConfig(role="hanoi", heartbeat_s=0.2, claim_idle_s=1.0, **cfg))  # type: ignore[arg-type]  # fmt: skip
+async def running_worker(url: str, handler: StepHandler | None = None, **cfg: object) -> AsyncIterator[PoolWorker]:
+    worker = PoolWorker(url, handler or StepHandler(registry(), simulated=SimulatedSettings(error_rate=0.01)),
+                        PoolWorkerConfig(role="hanoi", heartbeat_s=0.2, claim_idle_s=1.0, **cfg))  # type: ignore[arg-type]  # fmt: skip
     task = asyncio.create_task(worker.run())
     try:
         yield worker
