@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mdap.errors import ConfigError
+from mdap.errors import ConfigError, ToolError
 
 __all__ = ["Done", "GitError", "checkout_at", "diff_all", "git", "git_apply", "resolve_commit", "run"]
 
@@ -30,8 +30,9 @@ _JUNK = (":(exclude,glob)**/__pycache__/**", ":(exclude,glob)**/*.pyc", ":(exclu
 """Files test runs leave behind that are never part of a patch."""
 
 
-class GitError(Exception):
-    """A git command failed (the message has its output). Callers turn it into a ConfigError or a grading error."""
+class GitError(ToolError):
+    """A git command failed (the message has its output). Callers turn it into a ConfigError or a grading error;
+    one that escapes is an :class:`~mdap.errors.MdapError` (a failed tool), never a bare traceback."""
 
 
 @dataclass(frozen=True, slots=True)

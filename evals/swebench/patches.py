@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mdap.errors import RedFlag
+from mdap.errors import RedFlag, ToolError
 from mdap.jsontext import loads_json
 
 from ._proc import GitError, diff_all, git_apply
@@ -24,8 +24,11 @@ __all__ = ["PatchError", "apply_fix", "normalize_patch", "parse_fix"]
 _HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
 
 
-class PatchError(ValueError):
-    """A candidate fix cannot be applied (the message says why, for the trajectory)."""
+class PatchError(ToolError, ValueError):
+    """A candidate fix cannot be applied (the message says why, for the trajectory).
+
+    A :class:`~mdap.errors.ToolError` (so an :class:`~mdap.errors.MdapError`) and, as before, a ValueError.
+    """
 
 
 def _is_diff(text: str) -> bool:

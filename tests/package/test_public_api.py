@@ -127,3 +127,32 @@ def test_import_mdap_needs_no_extras_and_loads_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"import mdap loaded heavy modules: {out.stdout.strip()}"
+
+
+def _public_classes() -> dict[str, set[str]]:
+    """Every public class of mdap.* by name -> the modules that define one of that name (walking each ``__all__``)."""
+    homes: dict[str, set[str]] = {}
+    for name in _modules():
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            value = getattr(module, attr)
+            if inspect.isclass(value) and value.__module__.startswith("mdap"):
+                homes.setdefault(value.__name__, set()).add(f"{value.__module__}.{value.__qualname__}")
+    return homes
+
+
+def test_no_two_public_classes_share_a_name() -> None:
+    twins = {name: sorted(homes) for name, homes in _public_classes().items() if len(homes) > 1}
+    assert not twins, f"public classes of one name in two places (rename one): {twins}"
+
+
+def test_every_public_exception_derives_from_mdap_error() -> None:
+    strays = sorted(
+        f"{name}.{attr}"
+        for name in _modules()
+        for attr in getattr(importlib.import_module(name), "__all__", [])
+        if inspect.isclass(value := getattr(importlib.import_module(name), attr))
+        and issubclass(value, BaseException)
+        and not issubclass(value, mdap.MdapError)
+    )
+    assert not strays, f"exceptions outside MdapError: {strays}"
