@@ -2,7 +2,7 @@
 
 Build a :class:`Game` (slots with default and test variants, a pipeline factory, a benchmark, a scorer), then
 :func:`attribute` it; or write a config file and run ``mdap attribute CONFIG``. The plain functional core is
-:mod:`mdap.evals.shapley`.
+:mod:`mdap.evals.attribution.shapley`.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from typing import Any, Literal, NamedTuple
 
 from mdap.errors import ConfigError, MdapError
 
-from .._stats import check_confidence, mean_ci
-from ..shapley import banzhaf_values, interaction_indices, sampled_shapley_values, shapley_values
 from ._cache import ScoreCache, UnitKey
+from ._stats import check_confidence, mean_ci
 from .game import Game
 from .report import AttributionReport, CoalitionScore, Estimate, PairInteraction
+from .shapley import banzhaf_values, interaction_indices, sampled_shapley_values, shapley_values
 
 __all__ = ["Progress", "attribute", "attribute_async"]
 

@@ -24,7 +24,7 @@ from mdap.evals.attribution import (
     write_outputs,
 )
 from mdap.evals.attribution._cache import ScoreCache
-from mdap.evals.shapley import shapley_values
+from mdap.evals.attribution.shapley import shapley_values
 
 # A game whose pipeline is a dict of numbers: the score is their sum (+ a pair bonus) plus a per-seed offset.
 SLOTS = ModuleSlots(

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from mdap.errors import ConfigError
-from mdap.evals._stats import mean_ci, student_t_quantile
-from mdap.evals.shapley import (
+from mdap.evals.attribution._stats import mean_ci, student_t_quantile
+from mdap.evals.attribution.shapley import (
     banzhaf_values,
     interaction_indices,
     sampled_shapley_values,
