@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sqlite3
 import sys
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MdapError as err:
         _error(f"{type(err).__name__}: {err}")
         return 1
+    except BrokenPipeError:  # `mdap ... | head` closed our stdout: not an error of the run
+        _quiet_stdout()
+        return 0
     except (OSError, sqlite3.Error) as err:
         full = disk_full_error(err, ())  # a full disk no command named itself: no traceback either
         if full is None:
@@ -100,6 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         restore()  # an in-process caller (a test, an embedding program) keeps its own handler
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a closed pipe raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (a test's capture): nothing to flush at exit
+        pass
 
 
 def _error(message: str) -> None:
