@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .adapters import Adapter, AdapterRegistry
 from .base import ChatModel, Sample
+from .factory import SIMULATED, open_model
 from .local import LocalModel
 from .openai_compat import OpenAICompatible
 from .options import json_schema_format, supports, with_options
@@ -17,6 +18,7 @@ from .simulated import Oracle, SimulatedModel, WrongAnswer, perturb_digit
 from .vllm_server import VLLMServer
 
 __all__ = [
+    "SIMULATED",
     "Adapter",
     "AdapterRegistry",
     "ChatModel",
@@ -30,6 +32,7 @@ __all__ = [
     "VLLMServer",
     "WrongAnswer",
     "json_schema_format",
+    "open_model",
     "perturb_digit",
     "supports",
     "with_options",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdap.errors import ConfigError
-from mdap.models import ChatModel, Sample
+from mdap.models import SIMULATED, ChatModel, Sample
 from mdap.types import Message
 
 from ..hanoi import HanoiConfig, hanoi_oracle, run_hanoi, simulated_hanoi_model
@@ -87,7 +87,7 @@ class HanoiPipeline:
 
     def model(self, cfg: HanoiConfig) -> ChatModel | None:
         """The simulated model of a run (None: let run_hanoi build the model ``cfg.model`` names)."""
-        if cfg.model != "simulated" or not self.long_wrong_share:
+        if cfg.model != SIMULATED or not self.long_wrong_share:
             return None
         inner = simulated_hanoi_model(
             error_rate=cfg.error_rate,

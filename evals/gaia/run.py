@@ -21,8 +21,7 @@ from mdap._redact import redact
 from mdap.agents import RunResult, Sandbox
 from mdap.errors import ConfigError, ModelError, invalid_settings
 from mdap.jsontext import loads_json
-from mdap.models import ChatModel
-from mdap.models.registry import TASK_SPECIFIC, from_spec
+from mdap.models import ChatModel, open_model
 
 from .loader import MINI_DATA, GaiaQuestion, find_split, load_gaia
 from .pipeline import FINAL_ID, gaia_pipeline, gaia_task
@@ -196,11 +195,9 @@ def _read_run_file(path: Path) -> dict[str, Any]:
     return before
 
 
-def _model(cfg: GaiaConfig, questions: list[GaiaQuestion]) -> ChatModel:
-    if cfg.model == TASK_SPECIFIC:
-        model, _ = simulated_gaia_model(questions, known=cfg.known, error_rate=cfg.error_rate, seed=cfg.seed)
-        return model
-    return from_spec(cfg.model, model_name=cfg.model_name, adapter=cfg.adapter)
+def _simulated(cfg: GaiaConfig, questions: list[GaiaQuestion]) -> ChatModel:
+    model, _ = simulated_gaia_model(questions, known=cfg.known, error_rate=cfg.error_rate, seed=cfg.seed)
+    return model
 
 
 async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: Sandbox | None = None) -> GaiaSummary:
@@ -237,9 +234,13 @@ async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: 
     t0 = time.perf_counter()
     errors: dict[str, str] = {}
     async with AsyncExitStack() as stack:
-        chat: Any = model or _model(cfg, questions)
-        if todo and hasattr(chat, "__aenter__"):
-            chat = await stack.enter_async_context(chat)
+        chat: Any = None  # opened only when there is a question left to run
+        if todo:
+            spec = model if model is not None else cfg.model
+            opening = open_model(
+                spec, model_name=cfg.model_name, adapter=cfg.adapter, simulated=lambda: _simulated(cfg, questions)
+            )
+            chat = await stack.enter_async_context(opening)
         bar = _bar(cfg, len(questions), skipped)
         limit = asyncio.Semaphore(cfg.concurrency)
 

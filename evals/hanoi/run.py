@@ -12,8 +12,7 @@ from mdap.checkpoint import RunLock, lock_path
 from mdap.errors import ConfigError, invalid_settings
 from mdap.executor import Executor
 from mdap.microstep import Chain
-from mdap.models import ChatModel
-from mdap.models.registry import TASK_SPECIFIC, from_spec
+from mdap.models import SIMULATED, ChatModel, open_model
 from mdap.pool import LocalPool, Pool, RedisPool
 from mdap.report import RunReport
 from mdap.voters import NO_RED_FLAGS, FirstToAheadByK, RedFlagPolicy, Spread, expected_samples
@@ -87,22 +86,14 @@ def hanoi_chain(disks: int) -> Chain:  # type: ignore[type-arg]
     return Chain(ms, ms.initial(), ms.steps, verify_step, kind=(HANOI_KIND, {"disks": disks}))
 
 
-def _model(cfg: HanoiConfig) -> ChatModel:
-    if cfg.model == TASK_SPECIFIC:
-        return simulated_hanoi_model(
-            error_rate=cfg.error_rate,
-            red_flag_rate=cfg.red_flag_rate,
-            correlation=cfg.correlation,
-            latency_s=cfg.latency,
-            seed=cfg.seed,
-        )
-    if cfg.model == "local" and cfg.adapter is not None:  # a trained adapter, served by name from the store
-        from mdap.models import LocalModel
-        from mdap.models.adapter_store import resolve_adapter
-
-        adapter = resolve_adapter(cfg.adapter)
-        return LocalModel(adapter=cfg.adapter, adapters=[adapter], max_lora_rank=max(16, adapter.rank or 16))
-    return from_spec(cfg.model, adapter=cfg.adapter)
+def _simulated(cfg: HanoiConfig) -> ChatModel:
+    return simulated_hanoi_model(
+        error_rate=cfg.error_rate,
+        red_flag_rate=cfg.red_flag_rate,
+        correlation=cfg.correlation,
+        latency_s=cfg.latency,
+        seed=cfg.seed,
+    )
 
 
 async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool | None = None) -> RunReport:
@@ -150,9 +141,12 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
         stack.enter_context(
             RunLock(lock_path(ckpt), what=f"run directory {ckpt.parent}", way_out="use another --run-dir")
         )
-        chat = model or (None if remote else _model(cfg))
-        if hasattr(chat, "__aenter__"):
-            chat = await stack.enter_async_context(chat)  # type: ignore[arg-type]
+        chat = None
+        if model is not None or not remote:
+            spec = model if model is not None else cfg.model
+            chat = await stack.enter_async_context(
+                open_model(spec, adapter=cfg.adapter, simulated=lambda: _simulated(cfg))
+            )
         executor: Executor = Executor(  # type: ignore[type-arg]
             chat,
             voter,
@@ -167,7 +161,7 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
         )
         chains = [hanoi_chain(cfg.disks) for _ in range(cfg.runs)]
         report = await executor.run_many(chains, resume=cfg.resume)
-    if report.expected_samples_per_step is None and cfg.model == TASK_SPECIFIC and report.k and not remote:
+    if report.expected_samples_per_step is None and cfg.model == SIMULATED and report.k and not remote:
         valid = 1.0 - cfg.red_flag_rate
         p = (1.0 - cfg.error_rate - cfg.red_flag_rate) / valid if valid > 0 else 0.0
         if p > 0.5:

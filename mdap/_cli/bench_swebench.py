@@ -229,20 +229,22 @@ def _grading_errors(errors: dict[str, str]) -> None:
 
 async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> int:
     from mdap.evals.swebench import PipelineOptions, run_swebench, run_table, simulated_swebench_model, solved_by_rate
-    from mdap.models.registry import from_spec
+    from mdap.models import SIMULATED, open_model
 
     if args.candidates < 1:
         raise ConfigError(f"--candidates must be >= 1, got {args.candidates}")
     out = args.out or Path(".mdap/swebench")
     check_output_dir(out, "--out")  # before a model is built
-    if args.model == "simulated":
-        model: Any = simulated_swebench_model(
+    # the name is stored in the predictions and the summary
+    name = "mdap-simulated" if args.model == SIMULATED else redact(f"mdap-{args.model_name or args.model}")
+    opening = open_model(
+        args.model,
+        model_name=args.model_name,
+        adapter=args.adapter,
+        simulated=lambda: simulated_swebench_model(
             instances, solved=solved_by_rate(instances, args.solve_rate, args.seed), seed=args.seed
-        )
-        name = "mdap-simulated"
-    else:
-        model = from_spec(args.model, model_name=args.model_name, adapter=args.adapter)
-        name = redact(f"mdap-{args.model_name or args.model}")  # stored in the predictions and the summary
+        ),
+    )
     options = PipelineOptions(
         candidates=args.candidates,
         k=args.k,
@@ -256,29 +258,26 @@ async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> 
         plugin_autoload=args.plugin_autoload,
     )
     try:
-        with guard_outputs(out):
-            summary, _report = await run_swebench(
-                instances,
-                args.repos,
-                out,
-                model,
-                model_name=name,
-                options=options,
-                workers=args.workers,
-                resume=args.resume,
-                grade=not args.no_grade,
-                grade_timeout_s=args.test_timeout,
-                keep_checkouts=args.keep_checkouts,
-                progress=not args.no_progress,
-                sandbox=box,
-            )
+        async with opening as model:
+            with guard_outputs(out):
+                summary, _report = await run_swebench(
+                    instances,
+                    args.repos,
+                    out,
+                    model,
+                    model_name=name,
+                    options=options,
+                    workers=args.workers,
+                    resume=args.resume,
+                    grade=not args.no_grade,
+                    grade_timeout_s=args.test_timeout,
+                    keep_checkouts=args.keep_checkouts,
+                    progress=not args.no_progress,
+                    sandbox=box,
+                )
     except OutputError:  # a full disk: what is recorded so far still goes to stdout, then the error
         _print_recorded(out)
         raise
-    finally:
-        stop = getattr(model, "stop", None)
-        if stop is not None:
-            await stop()
     print(run_table(summary))
     report = "" if args.no_grade else ", report.json"
     print(f"wrote {out}/predictions.jsonl, trajectories/, results.jsonl, summary.json{report}")

@@ -158,17 +158,12 @@ def _pipeline_outputs(pipeline: Any) -> list[Path]:
 
 
 async def _model(args: argparse.Namespace, stack: AsyncExitStack) -> Any:
-    spec = args.model or "simulated"
-    if spec == "simulated":
-        from mdap.models import SimulatedModel
+    from mdap.models import SIMULATED, SimulatedModel, open_model
 
-        return SimulatedModel(dry_run_model)
-    from mdap.models.registry import from_spec
-
-    chat: Any = from_spec(spec, model_name=args.model_name)
-    if hasattr(chat, "__aenter__"):
-        chat = await stack.enter_async_context(chat)
-    return chat
+    opening = open_model(
+        args.model or SIMULATED, model_name=args.model_name, simulated=lambda: SimulatedModel(dry_run_model)
+    )
+    return await stack.enter_async_context(opening)
 
 
 def load_factory(file: str, name: str, model: Any) -> Any:

@@ -55,7 +55,7 @@ def _worker(args: argparse.Namespace) -> int:
     import os
 
     from mdap.evals.hanoi import register_pool_kinds
-    from mdap.models.registry import TASK_SPECIFIC, from_spec
+    from mdap.models import SIMULATED, open_model
     from mdap.pool import KINDS, PoolWorker, PoolWorkerConfig, SimulatedSettings, StepHandler
 
     logging.basicConfig(
@@ -83,7 +83,7 @@ def _worker(args: argparse.Namespace) -> int:
         async with AsyncExitStack() as stack:
             if args.pipeline is not None:
                 await _register_pipeline(args.pipeline, args.model, stack, args)
-            if args.model == TASK_SPECIFIC:
+            if args.model == SIMULATED:  # each step kind builds its task's simulated model
                 settings = SimulatedSettings(
                     error_rate=_rate("--error-rate", args.error_rate),
                     red_flag_rate=_rate("--red-flag-rate", args.red_flag_rate),
@@ -93,10 +93,7 @@ def _worker(args: argparse.Namespace) -> int:
                 )
                 handler = StepHandler(KINDS, simulated=settings)
             else:
-                model = from_spec(args.model)
-                if hasattr(model, "__aenter__"):
-                    model = await stack.enter_async_context(model)  # type: ignore[arg-type]
-                handler = StepHandler(KINDS, model)
+                handler = StepHandler(KINDS, await stack.enter_async_context(open_model(args.model)))
             worker = PoolWorker(args.redis, handler, config)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,21 +111,15 @@ async def _register_pipeline(target: str, model_spec: str, stack: AsyncExitStack
     from mdap._cli.run import dry_run_model, load_factory
     from mdap.agents import Pipeline
     from mdap.agents.pool_runner import register_pipeline_kind
-    from mdap.models import SimulatedModel
-    from mdap.models.registry import TASK_SPECIFIC, from_spec
+    from mdap.models import SimulatedModel, open_model
 
-    if model_spec == TASK_SPECIFIC:
-        model: object = SimulatedModel(dry_run_model)
-    else:
-        model = from_spec(model_spec)
-        if hasattr(model, "__aenter__"):
-            model = await stack.enter_async_context(model)  # type: ignore[arg-type]
+    model = await stack.enter_async_context(open_model(model_spec, simulated=lambda: SimulatedModel(dry_run_model)))
     file, _, name = target.rpartition(":")
     if target.endswith(".py") or not (file.endswith(".py") and name.isidentifier()):
         from mdap.agents.config import load_config
 
         path = Path(target)
-        pipeline = load_config(path).build(model, base=path.parent)  # type: ignore[arg-type]
+        pipeline = load_config(path).build(model, base=path.parent)
     else:
         pipeline = load_factory(file, name, model)
     if not isinstance(pipeline, Pipeline):

@@ -13,8 +13,7 @@ import pytest
 from mdap._redact import MASK, is_secret_name, redact, redact_data, redacting_logs
 from mdap.agents.events import Event, JsonlTrace
 from mdap.errors import ConfigError, ModelError
-from mdap.models import OpenAICompatible
-from mdap.models.registry import from_spec
+from mdap.models import OpenAICompatible, open_model
 from mdap.pool._redis import check_url
 from mdap.report import RunReport
 
@@ -118,7 +117,8 @@ async def test_model_errors_never_show_the_key_of_the_url() -> None:
         OpenAICompatible("ftp://user:KEY@h/v1")
     assert "KEY" not in str(bad.value)
     with pytest.raises(ConfigError) as unknown:
-        from_spec("htp://user:KEY@h/v1")
+        async with open_model("htp://user:KEY@h/v1"):
+            pass
     assert "KEY" not in str(unknown.value)
     with pytest.raises(ConfigError) as not_redis:
         check_url("http://user:KEY@h?password=KEY")
