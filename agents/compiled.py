@@ -255,28 +255,10 @@ def thread_lock(checkpoint: Path, thread: str) -> Path:
 def _meter_stats(meter: Meter | None) -> ModuleStats | None:
     if meter is None:
         return None
-    return ModuleStats(
-        steps=meter.calls,
-        samples=meter.samples,
-        red_flags=dict(meter.red_flags),
-        completion_tokens=meter.completion_tokens,
-        prompt_tokens=meter.prompt_tokens,
-        cost=meter.cost,
-        model_seconds=meter.seconds,
-    )
+    return ModuleStats(steps=meter.calls, usage=meter.usage)
 
 
 def _diff(before: ModuleStats | None, after: ModuleStats | None) -> ModuleStats | None:
     if before is None or after is None:
         return None
-    return ModuleStats(
-        steps=after.steps - before.steps,
-        samples=after.samples - before.samples,
-        red_flags={
-            k: c - before.red_flags.get(k, 0) for k, c in after.red_flags.items() if c > before.red_flags.get(k, 0)
-        },
-        completion_tokens=after.completion_tokens - before.completion_tokens,
-        prompt_tokens=after.prompt_tokens - before.prompt_tokens,
-        cost=after.cost - before.cost,
-        model_seconds=after.model_seconds - before.model_seconds,
-    )
+    return ModuleStats(steps=after.steps - before.steps, usage=after.usage - before.usage)

@@ -18,6 +18,7 @@ from typing import Any
 
 from mdap.errors import ConfigError, MdapError, PlanError, VoteFailed
 from mdap.planners import Expander, Plan, Subtask, Task
+from mdap.usage import Usage
 
 from ._deadlines import Deadlines
 from ._store import ResultStore
@@ -248,8 +249,7 @@ class Execution:
         me = asyncio.current_task() if deadlines is not None else None
         runner = self.runner
         error = ""
-        lost_samples = 0
-        lost_flags: dict[str, int] = {}
+        lost = Usage.zero()  # what failed votes of earlier attempts spent
         for attempt in range(1, policy.retries + 2):
             item.attempt = attempt
             expired = False
@@ -271,9 +271,7 @@ class Execution:
             except ConfigError:
                 raise  # a wiring mistake (unknown role, bad tool): no retry can fix it
             except VoteFailed as err:
-                lost_samples += err.samples
-                for kind, c in err.red_flags.items():
-                    lost_flags[kind] = lost_flags.get(kind, 0) + c
+                lost += err.usage
                 error = f"VoteFailed: {err}"
             except MdapError as err:
                 error = f"{type(err).__name__}: {err}"
@@ -286,11 +284,7 @@ class Execution:
                 if out.answer is None:
                     error = "the worker answered too_big but the subtask cannot be split further"
                 else:
-                    if lost_flags:
-                        for kind, c in out.red_flags.items():
-                            lost_flags[kind] = lost_flags.get(kind, 0) + c
-                        out.red_flags = lost_flags
-                    self._finish(node, _result(s, out, attempt, lost_samples, time.perf_counter() - t0))
+                    self._finish(node, _result(s, out, attempt, lost, time.perf_counter() - t0))
                     return
             if attempt <= policy.retries:
                 if events.active:
@@ -304,8 +298,7 @@ class Execution:
             "failed",
             error=error,
             attempts=policy.retries + 1,
-            samples=lost_samples,
-            red_flags=lost_flags,
+            usage=lost,
             seconds=time.perf_counter() - t0,
         )
         self._finish(node, failed)
@@ -359,7 +352,7 @@ class Execution:
                 status=result.status,
                 answer=(result.answer or "")[:200],
                 error=result.error,
-                samples=result.samples,
+                samples=result.usage.samples,
                 seconds=round(result.seconds, 6),
                 cached=result.cached,
             )
@@ -397,7 +390,7 @@ class Execution:
         self._finish(parent, result)
 
 
-def _result(s: Subtask, out: WorkOutput, attempt: int, lost_samples: int, seconds: float) -> SubtaskResult:
+def _result(s: Subtask, out: WorkOutput, attempt: int, lost: Usage, seconds: float) -> SubtaskResult:
     return SubtaskResult(
         s.id,
         s.role,
@@ -405,12 +398,7 @@ def _result(s: Subtask, out: WorkOutput, attempt: int, lost_samples: int, second
         answer=out.answer,
         attempts=attempt,
         votes=out.votes,
-        samples=out.samples + lost_samples,
-        red_flags=out.red_flags,
-        completion_tokens=out.completion_tokens,
-        prompt_tokens=out.prompt_tokens,
-        cost=out.cost,
-        model_seconds=out.model_seconds,
+        usage=lost + out.usage if lost else out.usage,
         tool_calls=out.tool_calls,
         seconds=seconds,
     )

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 
 from mdap.planners import Plan, Task
 from mdap.report import ModuleStats, RunReport
+from mdap.usage import FIELDS as USAGE_FIELDS
+from mdap.usage import Usage
 
 __all__ = ["ExecOutcome", "RunResult", "Status", "SubtaskResult", "add_spent", "build_report"]
 
@@ -23,6 +25,7 @@ class SubtaskResult:
         status: ``"ok"`` or ``"failed"``.
         answer: the voted answer (ok), or None.
         error: why it failed (failed), or None.
+        usage: what its attempts cost (samples and red flags of failed votes included).
         cached: the result came from the store (a resumed or replanned run), not a worker call.
         children: ids of the sub-plan when the subtask was split (recursive planning).
     """
@@ -34,12 +37,7 @@ class SubtaskResult:
     error: str | None = None
     attempts: int = 0
     votes: int = 0
-    samples: int = 0
-    red_flags: dict[str, int] = field(default_factory=dict)
-    completion_tokens: int = 0
-    prompt_tokens: int = 0
-    cost: float = 0.0
-    model_seconds: float = 0.0
+    usage: Usage = field(default_factory=Usage.zero)
     tool_calls: int = 0
     seconds: float = 0.0
     cached: bool = False
@@ -60,12 +58,7 @@ class SubtaskResult:
             "error": self.error,
             "attempts": self.attempts,
             "votes": self.votes,
-            "samples": self.samples,
-            "red_flags": dict(self.red_flags),
-            "completion_tokens": self.completion_tokens,
-            "prompt_tokens": self.prompt_tokens,
-            "cost": self.cost,
-            "model_seconds": self.model_seconds,
+            **self.usage.to_json(),
             "tool_calls": self.tool_calls,
             "seconds": self.seconds,
             "cached": self.cached,
@@ -75,7 +68,8 @@ class SubtaskResult:
     @classmethod
     def from_record(cls, data: Mapping[str, Any]) -> SubtaskResult:
         """The inverse of :meth:`to_record`."""
-        return cls(**data)
+        rest = {k: v for k, v in data.items() if k not in USAGE_FIELDS}
+        return cls(**rest, usage=Usage.from_json(data))
 
 
 @dataclass
@@ -124,24 +118,18 @@ class RunResult(BaseModel):
 
 def add_spent(spent: Mapping[str, Mapping[str, Any]], results: Iterable[SubtaskResult]) -> dict[str, dict[str, Any]]:
     """``spent`` (role -> ModuleStats as a dict) plus the work of ``results`` that ran in this session."""
-    modules = {role: ModuleStats.model_validate(m).model_dump() for role, m in spent.items()}
+    steps: dict[str, int] = {}
+    usage: dict[str, Usage] = {}
+    for role, m in spent.items():
+        stats = ModuleStats.model_validate(m)
+        steps[role], usage[role] = stats.steps, stats.usage
+    zero = Usage.zero()
     for r in results:
         if r.children is not None or r.cached:
             continue  # a split subtask's work is in its children's; cached results cost nothing this session
-        m = modules.get(r.role)
-        if m is None:
-            m = modules[r.role] = ModuleStats().model_dump()
-        m["steps"] += 1
-        m["samples"] += r.samples
-        m["completion_tokens"] += r.completion_tokens
-        m["prompt_tokens"] += r.prompt_tokens
-        m["cost"] += r.cost
-        m["model_seconds"] += r.model_seconds
-        if r.red_flags:
-            flags = m["red_flags"]
-            for kind, c in r.red_flags.items():
-                flags[kind] = flags.get(kind, 0) + c
-    return modules
+        steps[r.role] = steps.get(r.role, 0) + 1
+        usage[r.role] = usage.get(r.role, zero) + r.usage
+    return {role: ModuleStats(steps=n, usage=usage[role]).model_dump() for role, n in steps.items()}
 
 
 def build_report(
@@ -161,32 +149,19 @@ def build_report(
         modules["planner"] = planner
     for role, stats in spent.items():
         modules[role] = ModuleStats.model_validate(stats)
-    red: dict[str, int] = {}
+    total = Usage.zero()
     for m in modules.values():
-        for kind, c in m.red_flags.items():
-            red[kind] = red.get(kind, 0) + c
+        total += m.usage
     done = sum(1 for r in results.values() if r.ok)
     failed = sum(1 for r in results.values() if not r.ok)
-    total: dict[str, Any] = {
-        "samples": sum(m.samples for m in modules.values()),
-        "completion_tokens": sum(m.completion_tokens for m in modules.values()),
-        "prompt_tokens": sum(m.prompt_tokens for m in modules.values()),
-        "cost": sum(m.cost for m in modules.values()),
-        "model_seconds": sum(m.model_seconds for m in modules.values()),
-    }
     return RunReport(
         task=f"pipeline:{name}",
         total_steps=len(results) + not_run,
         steps=done,
         completed=failed == 0 and not_run == 0,
-        errors=failed,
-        samples=total["samples"],
-        red_flags=red,
-        completion_tokens=total["completion_tokens"],
-        prompt_tokens=total["prompt_tokens"],
+        failed_subtasks=failed,
+        usage=total,
         wall_seconds=wall_seconds,
-        cost=total["cost"],
-        model_seconds=total["model_seconds"],
         modules=modules,
         failure=error,
         resumed_from=sum(1 for r in results.values() if r.cached) if resumed else None,

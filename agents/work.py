@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from mdap.errors import ConfigError
+from mdap.usage import FIELDS as USAGE_FIELDS
+from mdap.usage import Usage
 
 __all__ = ["Artifact", "LocalRunner", "SubtaskRunner", "WorkItem", "WorkOutput"]
 
@@ -70,31 +72,31 @@ class WorkOutput:
         answer: the voted final answer, or None when the worker found the subtask too big.
         too_big: why the worker wants the subtask split (only when ``may_split``).
         votes: decided votes (one per tool round and one for the answer).
-        samples / red_flags / completion_tokens / prompt_tokens: summed over the votes.
-        cost: cost of the model requests, in the backend's unit.
-        model_seconds: summed latency of the model requests.
         tool_calls: tool calls made.
+        usage: what the votes cost (samples, red flags, tokens), and the model requests (cost, latency).
     """
 
     answer: str | None
     too_big: str | None = None
     votes: int = 0
-    samples: int = 0
-    red_flags: dict[str, int] = field(default_factory=dict)
-    completion_tokens: int = 0
-    prompt_tokens: int = 0
-    cost: float = 0.0
-    model_seconds: float = 0.0
     tool_calls: int = 0
+    usage: Usage = field(default_factory=Usage.zero)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form."""
-        return asdict(self)
+        """A JSON-able form (the usage's counters as top-level keys)."""
+        return {
+            "answer": self.answer,
+            "too_big": self.too_big,
+            "votes": self.votes,
+            "tool_calls": self.tool_calls,
+            **self.usage.to_json(),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkOutput:
         """The inverse of :meth:`to_dict`."""
-        return cls(**data)
+        rest = {k: v for k, v in data.items() if k not in USAGE_FIELDS}
+        return cls(**rest, usage=Usage.from_json(data))
 
 
 class SubtaskRunner(Protocol):

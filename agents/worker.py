@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mdap.errors import RedFlag, SubtaskFailed
 from mdap.models import ChatModel, Sample, json_schema_format, supports, with_options
 from mdap.types import Message
+from mdap.usage import Usage
 from mdap.voters import Decision, Voter
 
 from .events import EventBus
@@ -63,21 +64,20 @@ Action = tuple[str, Any]
 class Meter:
     """Wraps a ChatModel and adds up what its samples cost (one meter per subtask, or per module).
 
-    ``red_flags`` counts what its user reports there (the planner's discarded replies and fallbacks, see
+    ``usage.red_flags`` counts what its user reports there (the planner's discarded replies and fallbacks, see
     :func:`mdap.planners.count_red_flag`).
     """
 
-    __slots__ = ("calls", "completion_tokens", "cost", "model", "prompt_tokens", "red_flags", "samples", "seconds")
+    __slots__ = ("calls", "model", "usage")
 
     def __init__(self, model: ChatModel) -> None:
         self.model = model
         self.calls = 0
-        self.samples = 0
-        self.completion_tokens = 0
-        self.prompt_tokens = 0
-        self.cost = 0.0
-        self.seconds = 0.0
-        self.red_flags: dict[str, int] = {}
+        self.usage = Usage.zero()
+
+    def count_red_flags(self, flags: Mapping[str, int]) -> None:
+        """Count red flags its user found (they are not the samples' own: those count where they are voted)."""
+        self.usage += Usage(red_flags=dict(flags))
 
     @property
     def native_tools(self) -> bool | None:
@@ -107,12 +107,14 @@ class Meter:
         )
         self.calls += 1
         if out:
-            self.seconds += out[0].latency_s
-            self.samples += len(out)
-            self.prompt_tokens += out[0].prompt_tokens
-            for s in out:
-                self.cost += s.cost
-                self.completion_tokens += s.completion_tokens
+            first = out[0]
+            self.usage += Usage(
+                samples=len(out),
+                completion_tokens=sum(s.completion_tokens for s in out),
+                prompt_tokens=first.prompt_tokens,
+                cost=sum(s.cost for s in out),
+                model_seconds=first.latency_s,
+            )
         return out
 
 
@@ -175,21 +177,19 @@ class Worker:
         messages = self.messages(item, tools=rounds > 0)
         voter = self.voter if item.attempt <= 1 else fresh_voter(self.voter)
         dropped: dict[str, int] = {}
+        voted = Usage.zero()
         for round_ in range(rounds + 1):
             allow_tools = round_ < rounds
             asked = with_options(meter, **self._request_options(round_, allow_tools, item))
             decision: Decision[Action] = await voter.decide(asked, messages, self._parser(allow_tools, item, dropped))
-            for kind, c in dropped.items():
-                decision.red_flags[kind] = decision.red_flags.get(kind, 0) + c
-            dropped.clear()
+            usage = decision.usage
+            if dropped:
+                usage += Usage(red_flags=dict(dropped))
+                dropped.clear()
             out.votes += 1
-            out.samples += decision.samples
-            out.completion_tokens += decision.completion_tokens
-            if decision.red_flags:
-                for kind, c in decision.red_flags.items():
-                    out.red_flags[kind] = out.red_flags.get(kind, 0) + c
-                if events.active:
-                    events.emit("red_flag", id=item.id, role=self.role.name, flags=dict(decision.red_flags))
+            voted += usage
+            if usage.red_flags and events.active:
+                events.emit("red_flag", id=item.id, role=self.role.name, flags=dict(usage.red_flags))
             kind, payload = decision.answer
             if events.active:
                 events.emit(
@@ -197,7 +197,7 @@ class Worker:
                     id=item.id,
                     role=self.role.name,
                     action=kind,
-                    samples=decision.samples,
+                    samples=usage.samples,
                     votes=list(decision.votes),
                 )
             if kind == "answer":
@@ -218,9 +218,17 @@ class Worker:
             ]
         else:  # pragma: no cover -- the last round forbids tool calls, so the loop always breaks
             raise SubtaskFailed(f"subtask {item.id}: no answer after {rounds} tool rounds")
-        out.cost = meter.cost
-        out.model_seconds = meter.seconds
-        out.prompt_tokens = meter.prompt_tokens  # voters do not count prompt tokens; the backend's samples do
+        # samples, red flags and completion tokens as voted; the rest as the backend reported (voters do not
+        # count prompt tokens, cost or latency)
+        billed = meter.usage
+        out.usage = Usage(
+            voted.samples,
+            voted.red_flags,
+            voted.completion_tokens,
+            billed.prompt_tokens,
+            billed.cost,
+            billed.model_seconds,
+        )
         return out
 
     def _request_options(self, round_: int, allow_tools: bool, item: WorkItem) -> dict[str, Any]:

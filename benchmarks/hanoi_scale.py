@@ -36,8 +36,8 @@ def run_mdap(disks: int, error_rate: float, k: int) -> dict[str, float]:
     return {
         "wall": wall,
         "steps": report.steps,
-        "samples": report.samples,
-        "errors": report.errors or 0,
+        "samples": report.usage.samples,
+        "errors": report.verifier_errors or 0,
         "expected": report.expected_samples_per_step or 0.0,
     }
 

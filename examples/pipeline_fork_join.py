@@ -81,7 +81,7 @@ async def main() -> None:
 
         pipeline.on("subtask_finished", show)
         result = await pipeline.run("Name three uses of a paperclip")
-    print(f"status: {result.status}; samples: {result.report.samples}; wall: {result.report.wall_seconds:.2f} s")
+    print(f"status: {result.status}; samples: {result.report.usage.samples}; wall: {result.report.wall_seconds:.2f} s")
     print(f"answer: {result.answer}")
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from mdap.usage import Usage
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -95,6 +97,11 @@ class VoteFailed(MdapError):
         self.samples = samples
         self.step = step
         super().__init__(message)
+
+    @property
+    def usage(self) -> Usage:
+        """The samples and red flags the failed vote spent (a failed step's work still counts)."""
+        return Usage(self.samples, self.red_flags)
 
     def with_step(self, step: int) -> VoteFailed:
         """Return a copy of this error that names the chain step it happened at."""

@@ -16,17 +16,19 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from mdap.errors import CheckpointError, ConfigError, VoteFailed
 from mdap.models import ChatModel
-from mdap.voters import Calibration, FirstToAheadByK, Voter, expected_samples, sample_ballot
+from mdap.usage import Usage
+from mdap.voters import Calibration, Decision, FirstToAheadByK, Voter, expected_samples, sample_ballot
 
 from ._progress import Progress
 from .checkpoint import Checkpoint, Counters, RunLock, TraceWriter, lock_path, same_file
 from .microstep import Chain, Microstep
-from .pool.base import Pool
+from .pool.base import Pool, PoolSession
 from .pool.local import LocalPool
 from .report import ModuleStats, RunReport
 
@@ -221,13 +223,23 @@ class Executor(Generic[S, A]):
     async def _decide(
         self, chain: Chain[S, A], ckpt: Checkpoint | None, state: S, trace: TraceWriter | None
     ) -> RunReport:
-        ms = chain.microstep
-        counters: dict[str, Any] = ckpt.counters.model_dump() if ckpt else {}
-        start = ckpt.next_step if ckpt else 0
-        run_id = ckpt.run_id if ckpt and ckpt.run_id else uuid.uuid4().hex[:16]
+        """Vote every step left, on one session of the pool; the report of the run so far."""
+        voter, k, calibration = await self._margin(chain, ckpt)
+        run = _Run(self, chain, ckpt, state, trace, k, calibration)
+        async with self.pool.session(chain, voter, self.model, run.run_id) as session:
+            try:
+                await run.loop(session)
+            finally:
+                run.close()
+        return run.report()
 
+    async def _margin(
+        self, chain: Chain[S, A], ckpt: Checkpoint | None
+    ) -> tuple[Voter, int | None, dict[str, Any] | None]:
+        """The voter with its margin k: fixed, the checkpoint's, or calibrated now (``k="auto"``)."""
         voter = self.voter
-        k: int | None = getattr(voter, "k", None) if isinstance(getattr(voter, "k", None), int) else None
+        k = getattr(voter, "k", None)
+        k = k if isinstance(k, int) else None
         calibration = ckpt.calibration if ckpt else None
         if isinstance(voter, FirstToAheadByK) and voter.k == "auto":
             if ckpt and ckpt.k is not None:
@@ -237,139 +249,178 @@ class Executor(Generic[S, A]):
                 k = cal.k_for(chain.steps, voter.target)
                 calibration = cal.summary(chain.steps, voter.target)
             voter = voter.with_k(k)
+        return voter, k, calibration
 
-        samples = int(counters.get("samples", 0))
-        red_flags: dict[str, int] = dict(counters.get("red_flags", {}))
-        completion_tokens = int(counters.get("completion_tokens", 0))
-        prompt_tokens = int(counters.get("prompt_tokens", 0))
-        contested = int(counters.get("contested_steps", 0))
-        verifier = chain.verifier
-        errors = int(counters.get("errors", 0))
-        first_error: int | None = counters.get("first_error_step")
-        messages: list[str] = list(counters.get("error_messages", []))
-        prior_wall = float(counters.get("wall_seconds", 0.0))
 
+@dataclass(slots=True)
+class _Tally:
+    """The counters of a chain run: what a checkpoint saves and the report shows.
+
+    Attributes:
+        usage: what the decided (and the last, failed) steps' samples cost.
+        contested: steps where some valid vote went to another answer.
+        verifier_errors: decided answers the verifier rejected.
+        first_error: the step of the first rejection.
+        messages: the first few verifier messages.
+        prior_wall: wall seconds of the sessions before this one.
+    """
+
+    usage: Usage = field(default_factory=Usage.zero)
+    contested: int = 0
+    verifier_errors: int = 0
+    first_error: int | None = None
+    messages: list[str] = field(default_factory=list)
+    prior_wall: float = 0.0
+
+    @classmethod
+    def of(cls, c: Counters) -> _Tally:
+        """The counters a checkpoint saved."""
+        usage = Usage(c.samples, dict(c.red_flags), c.completion_tokens, c.prompt_tokens)
+        return cls(usage, c.contested_steps, c.errors, c.first_error_step, list(c.error_messages), c.wall_seconds)
+
+    def counters(self, wall_seconds: float) -> Counters:
+        """The checkpoint's form, with the run's wall time so far."""
+        u = self.usage
+        return Counters(
+            samples=u.samples,
+            red_flags=dict(u.red_flags),
+            completion_tokens=u.completion_tokens,
+            prompt_tokens=u.prompt_tokens,
+            contested_steps=self.contested,
+            errors=self.verifier_errors,
+            first_error_step=self.first_error,
+            error_messages=list(self.messages),
+            wall_seconds=wall_seconds,
+        )
+
+    def reject(self, step: int, problem: str) -> None:
+        """Count the verifier's rejection of step ``step``."""
+        self.verifier_errors += 1
+        if self.first_error is None:
+            self.first_error = step
+        if len(self.messages) < _MAX_ERROR_MESSAGES:
+            self.messages.append(f"step {step}: {problem}")
+
+
+class _Run(Generic[S, A]):
+    """One session of a chain run: ``render -> decide -> verify -> apply -> trace`` per step over one tally,
+    a checkpoint every ``checkpoint_every`` steps, and the report at the end."""
+
+    def __init__(
+        self,
+        ex: Executor[S, A],
+        chain: Chain[S, A],
+        ckpt: Checkpoint | None,
+        state: S,
+        trace: TraceWriter | None,
+        k: int | None,
+        calibration: dict[str, Any] | None,
+    ) -> None:
+        self.ex = ex
+        self.chain = chain
+        self.state = state
+        self.trace = trace
+        self.k = k
+        self.calibration = calibration
+        self.tally = _Tally.of(ckpt.counters) if ckpt else _Tally()
+        self.start = self.step = ckpt.next_step if ckpt else 0
+        self.resumed = ckpt is not None
+        self.run_id = ckpt.run_id if ckpt and ckpt.run_id else uuid.uuid4().hex[:16]
         # a trace on a device (/dev/null, a pipe) is written but not recorded: a resume would have nothing to verify
-        recorded = trace is not None and trace.regular
-        trace_path = str(self.trace.resolve()) if self.trace and recorded else None
-        bar = Progress(chain.steps, start, enabled=self.progress, desc=ms.fingerprint)
-        t0 = time.perf_counter()
-        session_samples = 0
-        failure: VoteFailed | None = None
+        self.recorded = trace is not None and trace.regular
+        self.trace_path = str(ex.trace.resolve()) if ex.trace and self.recorded else None
+        self.failure: VoteFailed | None = None
+        self.prior_samples = self.tally.usage.samples
+        self.bar = Progress(chain.steps, self.start, enabled=ex.progress, desc=chain.microstep.fingerprint)
+        self.t0 = time.perf_counter()
 
-        def snapshot(next_step: int) -> dict[str, Any]:
-            return {
-                "samples": samples,
-                "red_flags": red_flags,
-                "completion_tokens": completion_tokens,
-                "prompt_tokens": prompt_tokens,
-                "contested_steps": contested,
-                "errors": errors,
-                "first_error_step": first_error,
-                "error_messages": messages,
-                "wall_seconds": prior_wall + time.perf_counter() - t0,
-            }
+    async def loop(self, session: PoolSession) -> None:
+        """Decide steps until the chain ends, a vote fails or (``stop_on_error``) the verifier rejects one."""
+        ms, chain, tally, trace = self.chain.microstep, self.chain, self.tally, self.trace
+        render, apply, decide, verifier = ms.render, ms.apply, session.decide, chain.verifier
+        every, stop_on_error, bar = self.ex.checkpoint_every, self.ex.stop_on_error, self.bar
+        state = self.state
+        for step in range(self.start, chain.steps):
+            try:
+                d = await decide(step, render(state))
+            except VoteFailed as err:
+                self.failure = err.with_step(step)
+                tally.usage += err.usage
+                break
+            tally.usage += d.usage
+            if len(d.votes) > 1:
+                tally.contested += 1
+            problem = verifier(step, state, d.answer) if verifier is not None else None
+            if problem is not None:
+                tally.reject(step, problem)
+            self.state = state = apply(state, d.answer)
+            if trace is not None:
+                trace.write(_record(step, ms.dump_answer(d.answer), d))
+            self.step = done = step + 1
+            if done % every == 0:
+                self.save(session)
+            if done & 1023 == 0:
+                bar.update(done, tally.usage.samples - self.prior_samples)
+            if problem is not None and stop_on_error:
+                break
+        self.save(session)
 
-        def save(next_step: int) -> None:
-            length = trace.sync() if trace is not None else 0
-            if self.checkpoint is not None:
-                Checkpoint(
-                    task=ms.fingerprint,
-                    next_step=next_step,
-                    state=ms.dump_state(state),
-                    k=k,
-                    calibration=calibration,
-                    counters=Counters.model_validate(snapshot(next_step)),
-                    trace=trace_path,
-                    trace_bytes=length if recorded else None,
-                    trace_tail=trace.tail() if trace and recorded else None,
-                    run_id=run_id,
-                ).save(self.checkpoint)
-            settled = getattr(decide, "checkpointed", None)  # a pool may drop what a resume no longer needs
-            if settled is not None:
-                settled(next_step)
+    def save(self, session: PoolSession) -> None:
+        """Sync the trace, checkpoint at the current step (when checkpointing) and tell the session."""
+        trace, ex = self.trace, self.ex
+        length = trace.sync() if trace is not None else 0
+        if ex.checkpoint is not None:
+            Checkpoint(
+                task=self.chain.microstep.fingerprint,
+                next_step=self.step,
+                state=self.chain.microstep.dump_state(self.state),
+                k=self.k,
+                calibration=self.calibration,
+                counters=self.tally.counters(self.wall_seconds()),
+                trace=self.trace_path,
+                trace_bytes=length if self.recorded else None,
+                trace_tail=trace.tail() if trace and self.recorded else None,
+                run_id=self.run_id,
+            ).save(ex.checkpoint)
+        session.checkpointed(self.step)
 
-        every = self.checkpoint_every
-        render, apply = ms.render, ms.apply
-        step = start
-        try:
-            async with self.pool.session(chain, voter, self.model, run_id) as decide:
-                for step in range(start, chain.steps):
-                    try:
-                        d = await decide(step, render(state))
-                    except VoteFailed as err:
-                        failure = err.with_step(step)
-                        samples += err.samples
-                        session_samples += err.samples
-                        for kind, c in err.red_flags.items():
-                            red_flags[kind] = red_flags.get(kind, 0) + c
-                        break
-                    samples += d.samples
-                    session_samples += d.samples
-                    completion_tokens += d.completion_tokens
-                    prompt_tokens += d.prompt_tokens
-                    if d.red_flags:
-                        for kind, c in d.red_flags.items():
-                            red_flags[kind] = red_flags.get(kind, 0) + c
-                    if len(d.votes) > 1:
-                        contested += 1
-                    if verifier is not None:
-                        problem = verifier(step, state, d.answer)
-                        if problem is not None:
-                            errors += 1
-                            if first_error is None:
-                                first_error = step
-                            if len(messages) < _MAX_ERROR_MESSAGES:
-                                messages.append(f"step {step}: {problem}")
-                    state = apply(state, d.answer)
-                    if trace is not None:
-                        trace.write(
-                            {
-                                "step": step,
-                                "answer": ms.dump_answer(d.answer),
-                                "samples": d.samples,
-                                "votes": d.votes,
-                                "red_flags": d.red_flags,
-                            }
-                        )
-                    done = step + 1
-                    if done % every == 0:
-                        save(done)
-                    if done & 1023 == 0:
-                        bar.update(done, session_samples)
-                    if self.stop_on_error and first_error == step:
-                        step = done
-                        break
-                else:
-                    step = chain.steps
-                save(step)
-        finally:
-            bar.update(step, session_samples)
-            bar.close()
+    def wall_seconds(self) -> float:
+        """Wall time of the run: earlier sessions and this one so far."""
+        return self.tally.prior_wall + time.perf_counter() - self.t0
 
-        final = snapshot(step)
-        p = (calibration or {}).get("p")
+    def close(self) -> None:
+        """Show the final position and close the progress bar."""
+        self.bar.update(self.step, self.tally.usage.samples - self.prior_samples)
+        self.bar.close()
+
+    def report(self) -> RunReport:
+        """The report of the run so far."""
+        chain, tally, k, failure = self.chain, self.tally, self.k, self.failure
+        p = (self.calibration or {}).get("p")
         return RunReport(
-            task=ms.fingerprint,
+            task=chain.microstep.fingerprint,
             total_steps=chain.steps,
-            steps=step,
-            completed=step == chain.steps,
-            errors=errors if verifier is not None else None,
-            first_error_step=first_error,
-            error_messages=messages,
-            samples=samples,
-            red_flags=red_flags,
-            contested_steps=contested,
-            completion_tokens=completion_tokens,
-            prompt_tokens=prompt_tokens,
-            wall_seconds=final["wall_seconds"],
+            steps=self.step,
+            completed=self.step == chain.steps,
+            verifier_errors=tally.verifier_errors if chain.verifier is not None else None,
+            first_error_step=tally.first_error,
+            error_messages=tally.messages,
+            usage=tally.usage,
+            contested_steps=tally.contested,
+            wall_seconds=self.wall_seconds(),
             k=k,
-            calibration=calibration,
+            calibration=self.calibration,
             expected_samples_per_step=expected_samples(p, k) if p and k and p > 0.5 else None,
-            resumed_from=start if ckpt else None,
+            resumed_from=self.start if self.resumed else None,
             failure=str(failure) if failure else None,
             failure_tally=failure.tally if failure else None,
         )
+
+
+def _record(step: int, answer: Any, d: Decision[Any]) -> dict[str, Any]:
+    """The trace line of a decided step."""
+    u = d.usage
+    return {"step": step, "answer": answer, "samples": u.samples, "votes": d.votes, "red_flags": u.red_flags}
 
 
 def _regular_or_new(path: Path) -> bool:
@@ -386,37 +437,29 @@ def combine_reports(reports: Sequence[RunReport], wall_seconds: float) -> RunRep
     """One report for runs made at the same time: counts summed, ``wall_seconds`` the batch's, each run's
     figures under ``modules["run<i>"]``, errors and failures prefixed with their run."""
     first = reports[0]
-    red_flags: dict[str, int] = {}
-    for r in reports:
-        for kind, c in r.red_flags.items():
-            red_flags[kind] = red_flags.get(kind, 0) + c
     failures = [f"run {i}: {r.failure}" for i, r in enumerate(reports) if r.failure]
     failed = next((r for r in reports if r.failure_tally), None)
-    errors = [r.errors for r in reports if r.errors is not None]
+    rejected = [r.verifier_errors for r in reports if r.verifier_errors is not None]
     ks = {r.k for r in reports}
     expected = {r.expected_samples_per_step for r in reports}
+    usage = Usage.zero()
+    for r in reports:
+        usage += r.usage
     return RunReport(
         task=first.task if all(r.task == first.task for r in reports) else ",".join(r.task for r in reports),
         total_steps=sum(r.total_steps for r in reports),
         steps=sum(r.steps for r in reports),
         completed=all(r.completed for r in reports),
-        errors=sum(errors) if errors else None,
+        verifier_errors=sum(rejected) if rejected else None,
         first_error_step=next((r.first_error_step for r in reports if r.first_error_step is not None), None),
         error_messages=[f"run {i}: {m}" for i, r in enumerate(reports) for m in r.error_messages][:_MAX_ERROR_MESSAGES],
-        samples=sum(r.samples for r in reports),
-        red_flags=red_flags,
+        usage=usage,
         contested_steps=sum(r.contested_steps for r in reports),
-        completion_tokens=sum(r.completion_tokens for r in reports),
-        prompt_tokens=sum(r.prompt_tokens for r in reports),
         wall_seconds=wall_seconds,
         k=ks.pop() if len(ks) == 1 else None,
         calibration=first.calibration,
         expected_samples_per_step=expected.pop() if len(expected) == 1 else None,
-        cost=sum(r.cost for r in reports),
-        model_seconds=sum(r.model_seconds for r in reports),
-        modules={
-            f"run{i}": ModuleStats(**r.model_dump(include=set(ModuleStats.model_fields))) for i, r in enumerate(reports)
-        },
+        modules={f"run{i}": ModuleStats(steps=r.steps, usage=r.usage) for i, r in enumerate(reports)},
         failure="; ".join(failures) or None,
         failure_tally=failed.failure_tally if failed else None,
     )

@@ -1,52 +1,94 @@
-"""RunReport: what a run did, as a pydantic model written to JSON with ``--report``."""
+"""RunReport: what a run did, as a pydantic model written to JSON with ``--report``; its usage is flat in JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from mdap._outputs import write_atomic
 from mdap._redact import redact_data
+from mdap.usage import FIELDS, Usage
 
-__all__ = ["ModuleStats", "RunReport"]
+__all__ = ["ModuleStats", "RunReport", "UsageModel"]
 
 
-class ModuleStats(BaseModel):
+class UsageModel(BaseModel):
+    """A pydantic model with a :class:`~mdap.usage.Usage` field, whose counters read and write as top-level keys.
+
+    ``usage`` is one value in code (add them with ``+``) and flat in JSON (``samples``, ``red_flags``,
+    ``completion_tokens``, ``prompt_tokens``, ``cost``, ``model_seconds`` where ``usage`` would be), so report
+    files, results files and the pool's wire keep their readable keys. Built with either
+    ``usage=Usage(...)`` or the flat keys.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    usage: Usage = Field(default_factory=Usage.zero, description="what the model work cost")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_usage(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        flat = FIELDS.intersection(data)
+        usage = data.get("usage")
+        if not flat and (usage is None or isinstance(usage, Usage)):
+            return data
+        rest = {k: v for k, v in data.items() if k not in FIELDS}
+        if isinstance(usage, Mapping):
+            usage = Usage.from_json(usage)
+        if flat:
+            extra = Usage.from_json({k: data[k] for k in flat})
+            usage = extra if usage is None else usage + extra
+        rest["usage"] = usage
+        return rest
+
+    @model_serializer(mode="wrap")
+    def _flat_usage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if "usage" not in data:
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "usage":
+                out.update(self.usage.to_json())
+            else:
+                out[key] = value
+        return out
+
+
+class ModuleStats(UsageModel):
     """What one module of a pipeline (the planner, a worker role) spent in a run."""
 
     steps: int = Field(default=0, description="subtasks run (or plans made, for the planner)")
-    samples: int = Field(default=0, description="samples drawn, red-flagged included")
-    red_flags: dict[str, int] = Field(default_factory=dict, description="red-flagged samples by kind")
-    completion_tokens: int = 0
-    prompt_tokens: int = 0
-    cost: float = Field(default=0.0, description="cost in the backend's unit (0 for local models)")
-    model_seconds: float = Field(default=0.0, description="summed latency of the module's model requests")
 
 
-class RunReport(BaseModel):
-    """The outcome and cost of one run of a chain of microsteps."""
+class RunReport(UsageModel):
+    """The outcome and cost of a run: a chain of microsteps (``mdap hanoi``) or a pipeline (``mdap run``).
 
-    task: str = Field(description="fingerprint of the task, e.g. 'hanoi:20'")
-    total_steps: int = Field(description="steps the task has")
-    steps: int = Field(description="steps decided")
-    completed: bool = Field(description="every step was decided")
-    errors: int | None = Field(description="decided answers the verifier rejected (None: no verifier)")
-    first_error_step: int | None = Field(default=None, description="index of the first rejected step")
-    error_messages: list[str] = Field(default_factory=list, description="the first few verifier messages")
-    samples: int = Field(description="samples drawn, red-flagged included (calibration excluded)")
-    red_flags: dict[str, int] = Field(default_factory=dict, description="red-flagged samples by kind")
+    Each field means one thing for both kinds; the fields of one kind are None for the other (a chain has no
+    subtasks, a pipeline no verifier).
+    """
+
+    task: str = Field(description="fingerprint of the task, e.g. 'hanoi:20' or 'pipeline:<name>'")
+    total_steps: int = Field(description="steps (chain) or subtasks (pipeline) the task has")
+    steps: int = Field(description="steps decided (chain) or subtasks that succeeded (pipeline)")
+    completed: bool = Field(description="every step was decided / every subtask succeeded")
+    verifier_errors: int | None = Field(
+        default=None, description="chain: decided answers the verifier rejected (None: no verifier, or a pipeline)"
+    )
+    first_error_step: int | None = Field(default=None, description="chain: index of the first rejected step")
+    error_messages: list[str] = Field(default_factory=list, description="chain: the first few verifier messages")
+    failed_subtasks: int | None = Field(default=None, description="pipeline: subtasks that failed (None for a chain)")
     contested_steps: int = Field(default=0, description="steps where some valid vote went to another answer")
-    completion_tokens: int = 0
-    prompt_tokens: int = 0
     wall_seconds: float = Field(description="wall time of the run, summed over resumed sessions")
     k: int | None = Field(default=None, description="the vote margin used")
     calibration: dict[str, Any] | None = Field(default=None, description="calibration summary when k was auto")
     expected_samples_per_step: float | None = Field(default=None, description="theory, for the calibrated p")
     resumed_from: int | None = Field(default=None, description="step the last session resumed at")
-    cost: float = Field(default=0.0, description="cost in the backends' unit (0 for local models)")
-    model_seconds: float = Field(default=0.0, description="summed latency of model requests")
     modules: dict[str, ModuleStats] = Field(default_factory=dict, description="per module: planner, each role")
     failure: str | None = Field(default=None, description="why the run stopped early (e.g. VoteFailed)")
     failure_tally: dict[str, int] | None = Field(default=None, description="the vote tally of a failed step")
@@ -54,12 +96,12 @@ class RunReport(BaseModel):
     @property
     def mean_samples_per_step(self) -> float:
         """Samples per decided step."""
-        return self.samples / self.steps if self.steps else 0.0
+        return self.usage.samples / self.steps if self.steps else 0.0
 
     @property
     def ok(self) -> bool:
-        """Completed with no verifier error."""
-        return self.completed and not self.errors
+        """Completed with no verifier error (and no failed subtask)."""
+        return self.completed and not self.verifier_errors and not self.failed_subtasks
 
     def summary_dict(self) -> dict[str, Any]:
         """The report as a JSON-able dict, with derived rates added."""
@@ -67,7 +109,7 @@ class RunReport(BaseModel):
         data["mean_samples_per_step"] = self.mean_samples_per_step
         secs = self.wall_seconds or 1e-9
         data["steps_per_second"] = self.steps / secs
-        data["samples_per_second"] = self.samples / secs
+        data["samples_per_second"] = self.usage.samples / secs
         redacted: dict[str, Any] = redact_data(data)  # a failure message may name a model server URL with its key
         return redacted
 

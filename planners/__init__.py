@@ -7,7 +7,7 @@ subtasks again.
 
 from __future__ import annotations
 
-from .base import Expander, Planner, count_red_flag
+from .base import Expander, Planner, count_red_flag, count_red_flags
 from .llm import PLANNER_SYSTEM, LLMPlanner, plan_schema
 from .plan import (
     FailureNote,
@@ -38,6 +38,7 @@ __all__ = [
     "canonical_key",
     "chain",
     "count_red_flag",
+    "count_red_flags",
     "fork_join",
     "parse_plan",
     "plan_schema",

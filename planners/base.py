@@ -7,16 +7,23 @@ from typing import Protocol, runtime_checkable
 
 from .plan import Plan, ReplanContext, Subtask, Task
 
-__all__ = ["Expander", "Planner", "count_red_flag"]
+__all__ = ["Expander", "Planner", "count_red_flag", "count_red_flags"]
 
 
 def count_red_flag(model: object, kind: str, count: int = 1) -> None:
     """Count a red flag of a planner (a discarded plan, a truncated reply, a fallback) where ``model`` counts
-    them: a model with a ``red_flags`` dict (the pipeline's planner meter, which puts them in the run's report).
-    Other models do not count them."""
-    flags = getattr(model, "red_flags", None)
-    if isinstance(flags, dict) and count:
-        flags[kind] = flags.get(kind, 0) + count
+    them: see :func:`count_red_flags`."""
+    if count:
+        count_red_flags(model, {kind: count})
+
+
+def count_red_flags(model: object, flags: Mapping[str, int]) -> None:
+    """Count a planner's red flags (kind -> count) where ``model`` counts them: a model with a
+    ``count_red_flags`` method (the pipeline's planner meter, which puts them in the run's report). Other models
+    do not count them."""
+    count = getattr(model, "count_red_flags", None)
+    if count is not None and flags:
+        count(flags)
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from mdap.models import ChatModel, json_schema_format, supports, with_options
 from mdap.types import Message
 from mdap.voters import Voter
 
-from .base import count_red_flag
+from .base import count_red_flag, count_red_flags
 from .plan import Plan, ReplanContext, Task, canonical_key, parse_plan, role_table
 
 __all__ = ["PLANNER_SYSTEM", "LLMPlanner", "plan_schema"]
@@ -193,13 +193,11 @@ class LLMPlanner:
         try:
             decision = await self.voter.decide(model, messages, parse)
         except VoteFailed as err:
-            for kind, c in err.red_flags.items():
-                count_red_flag(self.model, kind, c)
+            count_red_flags(self.model, err.red_flags)
             if last:
                 return last[-1]
             return "", f"the planner votes did not agree ({err})"
-        for kind, c in decision.red_flags.items():
-            count_red_flag(self.model, kind, c)
+        count_red_flags(self.model, decision.usage.red_flags)
         return decision.answer.plan, ""
 
 

@@ -9,6 +9,7 @@ from typing import Generic, Protocol, TypeVar
 from mdap.errors import RedFlag, VoteFailed
 from mdap.models import ChatModel, Sample
 from mdap.types import Message
+from mdap.usage import Usage
 
 from .redflags import PARSE, RedFlagPolicy
 
@@ -28,19 +29,14 @@ class Decision(Generic[A]):
 
     Attributes:
         answer: the decided (parsed, canonical) answer.
-        samples: samples drawn for the step, red-flagged ones included.
         votes: votes per distinct answer, the decided answer first.
-        red_flags: red-flag counts by kind.
-        completion_tokens: tokens generated over all samples of the step.
-        prompt_tokens: prompt tokens over all requests of the step, when the backend reports them.
+        usage: what the step's samples cost: samples drawn (red-flagged ones included), red flags by kind,
+            completion tokens over all samples, prompt tokens when the backend reports them.
     """
 
     answer: A
-    samples: int
     votes: list[int]
-    red_flags: dict[str, int] = field(default_factory=dict)
-    completion_tokens: int = 0
-    prompt_tokens: int = 0
+    usage: Usage = field(default_factory=Usage.zero)
 
 
 class Voter(Protocol):
@@ -122,7 +118,7 @@ class Ballot(Generic[A]):
         """The Decision for ``answer`` with this ballot's counts (decided answer's votes first)."""
         votes = sorted((c for a, c in self.tally.items() if a != answer), reverse=True)
         votes.insert(0, self.tally[answer])
-        return Decision(answer, self.samples, votes, self.flags, self.completion_tokens, self.prompt_tokens)
+        return Decision(answer, votes, Usage(self.samples, self.flags, self.completion_tokens, self.prompt_tokens))
 
     def failure(self, message: str) -> VoteFailed:
         """A VoteFailed carrying this ballot's tally and red flags."""

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from mdap._outputs import write_atomic, writing
 from mdap.errors import ConfigError
+from mdap.report import UsageModel
+from mdap.usage import Usage
 
 __all__ = [
     "RESULTS_FILE",
@@ -37,8 +39,8 @@ SUBMISSION_FILE = "submission.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
-class GaiaResult(BaseModel):
-    """What happened on one question (a line of ``results.jsonl``)."""
+class GaiaResult(UsageModel):
+    """What happened on one question (a line of ``results.jsonl``; its usage's counters are top-level keys)."""
 
     task_id: str
     level: int
@@ -53,11 +55,6 @@ class GaiaResult(BaseModel):
     plan_notes: str = ""
     subtasks: int = 0
     tool_calls: int = 0
-    samples: int = 0
-    red_flags: dict[str, int] = Field(default_factory=dict)
-    completion_tokens: int = 0
-    prompt_tokens: int = 0
-    cost: float = 0.0
     seconds: float = 0.0
 
 
@@ -77,8 +74,9 @@ class LevelScore(BaseModel):
         return self.correct / self.scored if self.scored else None
 
 
-class GaiaSummary(BaseModel):
-    """The summary of a run: scores by level and in total, and what the run cost."""
+class GaiaSummary(UsageModel):
+    """The summary of a run: scores by level and in total, and what the run cost (``usage``, summed over the
+    questions; its counters are top-level keys of ``summary.json``)."""
 
     split: str
     model: str
@@ -89,9 +87,6 @@ class GaiaSummary(BaseModel):
     errors: dict[str, str] = Field(
         default_factory=dict, description="task id -> error for questions not recorded (transport errors)"
     )
-    samples: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
     wall_seconds: float = 0.0
     out_dir: str = ""
 
@@ -116,9 +111,7 @@ def summarize(results: Iterable[GaiaResult], *, split: str, model: str, **extra:
         levels=[_score(level, [r for r in rows if r.level == level]) for level in sorted({r.level for r in rows})],
         total=total,
         accuracy=total.accuracy,
-        samples=sum(r.samples for r in rows),
-        completion_tokens=sum(r.completion_tokens for r in rows),
-        cost=sum(r.cost for r in rows),
+        usage=sum((r.usage for r in rows), Usage.zero()),
         **extra,
     )
 

@@ -146,11 +146,7 @@ async def solve_question(
         plan_notes=result.plan.notes if result.plan is not None else "",
         subtasks=len(result.plan.subtasks) if result.plan is not None else 0,
         tool_calls=sum(r.tool_calls for r in result.results.values()),
-        samples=report.samples,
-        red_flags=dict(report.red_flags),
-        completion_tokens=report.completion_tokens,
-        prompt_tokens=report.prompt_tokens,
-        cost=report.cost,
+        usage=report.usage,
         seconds=time.perf_counter() - t0,
     )
 

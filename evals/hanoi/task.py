@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from mdap.errors import ConfigError, RedFlag
 from mdap.jsontext import loads_json
+from mdap.microstep import Microstep
 from mdap.types import Message
 
 __all__ = [
@@ -104,8 +105,10 @@ def parse_pegs(text: str, disks: int) -> Pegs:
     return (tuple(raw[0]), tuple(raw[1]), tuple(raw[2]))
 
 
-class HanoiStep:
+class HanoiStep(Microstep[HanoiState, HanoiAnswer]):
     """The Hanoi microstep for ``disks`` disks (see the module docstring).
+
+    Its states and answers are tuples (hashable, compared by value), so it writes its own JSON forms.
 
     Raises:
         ConfigError: disks < 1.

@@ -113,9 +113,9 @@ async def run_instance(
                     "error": r.error,
                     "attempts": r.attempts,
                     "votes": r.votes,
-                    "samples": r.samples,
+                    "samples": r.usage.samples,
                     "tool_calls": r.tool_calls,
-                    "red_flags": r.red_flags,
+                    "red_flags": dict(r.usage.red_flags),
                     "seconds": round(r.seconds, 3),
                 }
                 for sid, r in result.results.items()

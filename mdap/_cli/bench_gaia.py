@@ -116,7 +116,7 @@ def _gaia(args: argparse.Namespace) -> int:
         raise
     print(format_table(summary))
     print(
-        f"skipped {summary.skipped} finished, {len(summary.errors)} errors, {summary.samples:,} samples, "
+        f"skipped {summary.skipped} finished, {len(summary.errors)} errors, {summary.usage.samples:,} samples, "
         f"{summary.wall_seconds:,.1f} s"
     )
     print(f"wrote {cfg.out_dir}/submission.jsonl, results.jsonl, summary.json")

@@ -137,7 +137,7 @@ def _hanoi(args: argparse.Namespace) -> int:
         report = asyncio.run(run_hanoi(cfg))
     data = report.summary_dict()
     keys = (
-        "task", "steps", "total_steps", "errors", "samples", "mean_samples_per_step",
+        "task", "steps", "total_steps", "verifier_errors", "samples", "mean_samples_per_step",
         "expected_samples_per_step", "red_flags", "k", "wall_seconds", "steps_per_second", "failure",
     )  # fmt: skip
     width = max(map(len, keys))

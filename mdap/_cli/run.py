@@ -245,8 +245,9 @@ def _print(result: Any) -> None:
         f"subtasks    {r.steps} ok of {r.total_steps}"
         + (f", failed: {', '.join(result.failed)}" if result.failed else "")
     )
-    print(f"samples     {r.samples} (red flags: {json.dumps(r.red_flags)})")
-    print(f"tokens      {r.completion_tokens} completion, {r.prompt_tokens} prompt; cost {r.cost:g}")
+    u = r.usage
+    print(f"samples     {u.samples} (red flags: {json.dumps(dict(u.red_flags))})")
+    print(f"tokens      {u.completion_tokens} completion, {u.prompt_tokens} prompt; cost {u.cost:g}")
     print(f"wall        {r.wall_seconds:.3f} s; replans {result.replans}; thread {result.thread_id}")
     if result.error:
         print(f"error       {result.error}")

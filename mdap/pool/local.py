@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ from mdap.models import ChatModel
 from mdap.types import Message
 from mdap.voters import Decision, Voter
 
-from .base import StepRunner
+from .base import PoolSession, StepRunner
 
 __all__ = ["LocalPool"]
 
@@ -35,18 +35,32 @@ class LocalPool:
     @asynccontextmanager
     async def session(
         self, chain: Chain[Any, Any], voter: Voter, model: ChatModel | None, run_id: str
-    ) -> AsyncIterator[StepRunner]:
-        """The runner that votes with ``voter`` on ``model`` (the chain's parser decides what a vote is)."""
+    ) -> AsyncIterator[PoolSession]:
+        """A session that votes with ``voter`` on ``model`` (the chain's parser decides what a vote is)."""
         if model is None:
             raise ConfigError("the local pool samples from the executor's model: give the executor a model")
-        decide, parse = voter.decide, chain.microstep.parse
-        slots = self._slots
+        yield _LocalSession(voter, model, chain.microstep.parse, self._slots)
+
+
+class _LocalSession:
+    """Votes in-process. Unbounded, ``decide`` is the voter's own coroutine (no per-step overhead)."""
+
+    __slots__ = ("decide",)
+
+    def __init__(
+        self, voter: Voter, model: ChatModel, parse: Callable[[str], Any], slots: asyncio.Semaphore | None
+    ) -> None:
+        vote = voter.decide
+        self.decide: StepRunner
         if slots is None:
-            yield lambda step, messages: decide(model, messages, parse)
+            self.decide = lambda step, messages: vote(model, messages, parse)
             return
 
         async def bounded(step: int, messages: list[Message]) -> Decision[Any]:
             async with slots:
-                return await decide(model, messages, parse)
+                return await vote(model, messages, parse)
 
-        yield bounded
+        self.decide = bounded
+
+    def checkpointed(self, next_step: int) -> None:
+        """Nothing to drop: results live only in the executor."""

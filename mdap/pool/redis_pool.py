@@ -29,11 +29,11 @@ from mdap.errors import ConfigError, PoolError, VoteFailed
 from mdap.microstep import Chain
 from mdap.models import ChatModel
 from mdap.types import Message
-from mdap.voters import Decision, Voter
+from mdap.voters import Decision, Voter, VoterSpec
 
 from ._redis import check_url, connect, is_connection_error, redact, retrying
-from .base import StepRunner
-from .wire import Keys, StepResult, VoterSpec
+from .base import PoolSession
+from .wire import Keys, StepResult
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -151,8 +151,8 @@ class RedisPool:
     @asynccontextmanager
     async def session(
         self, chain: Chain[Any, Any], voter: Voter, model: ChatModel | None, run_id: str
-    ) -> AsyncIterator[StepRunner]:
-        """A runner that publishes the steps of one run of ``chain`` (``model`` is unused: workers own theirs).
+    ) -> AsyncIterator[PoolSession]:
+        """A session that publishes the steps of one run of ``chain`` (``model`` is unused: workers own theirs).
 
         Raises:
             ConfigError: the chain names no step kind, or the voter cannot travel (see VoterSpec.of).
@@ -173,7 +173,7 @@ class RedisPool:
         await retrying(lambda: client.sadd(self.keys.roles, role), what="register the role", **self._retry_args())
         stream = self.keys.steps(role)
         base = {"kind": kind, "params": dict(params), "voter": voter_spec, "reply_to": self._reply_key}
-        runner = _ChainRunner(self, stream, base, run_id, chain.microstep.load_answer)
+        runner = _ChainSession(self, stream, base, run_id, chain.microstep.load_answer)
         try:
             yield runner
         finally:
@@ -351,8 +351,8 @@ class RedisPool:
             )
 
 
-class _ChainRunner:
-    """The step runner of one chain run on a RedisPool.
+class _ChainSession:
+    """The session of one chain run on a RedisPool.
 
     It remembers the ids of the steps it got results for; when the executor checkpoints past them, their
     stored results are no longer needed for a resume and are deleted, so a long run keeps at most about one
@@ -370,7 +370,8 @@ class _ChainRunner:
         self.settled: list[str] = []
         self.cleanups: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, step: int, messages: list[Message]) -> Decision[Any]:
+    async def decide(self, step: int, messages: list[Message]) -> Decision[Any]:
+        """Publish the step (or find its stored result) and wait for its decision."""
         text = json.dumps(messages, separators=(",", ":"))
         digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
         step_id = f"{self.run_id}:{step}:{digest}"
@@ -408,19 +409,12 @@ def _text(value: Any) -> str:
 
 def _decision(result: StepResult, load: Callable[[Any], Any]) -> Decision[Any]:
     if result.status == "decided":
-        return Decision(
-            load(result.answer),
-            result.samples,
-            result.votes,
-            result.red_flags,
-            result.completion_tokens,
-            result.prompt_tokens,
-        )
+        return Decision(load(result.answer), result.votes, result.usage)
     if result.status == "vote_failed":
         raise VoteFailed(
             result.error or "the vote failed on a worker",
             tally=result.tally or {},
-            red_flags=result.red_flags,
-            samples=result.samples,
+            red_flags=result.usage.red_flags,
+            samples=result.usage.samples,
         )
     raise PoolError(f"step {result.id} failed on the pool: {result.error}; see `mdap pool status` (dead letters)")

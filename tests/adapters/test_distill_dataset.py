@@ -29,10 +29,10 @@ async def test_dataset_from_a_trace_rebuilds_the_exact_prompts_and_weighs_hard_s
     cfg = HanoiConfig.build(disks=4, error_rate=0.3, k=2, seed=3, trace=trace, run_dir=tmp_path / "run")
     report = await run_hanoi(cfg)
     records = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert len(records) == 15 and report.errors is not None
+    assert len(records) == 15 and report.verifier_errors is not None
 
     examples = hanoi_trace_examples(trace, 4, factor=4.0)
-    assert len(examples) == 15 - report.errors  # the verifier's rejects are left out
+    assert len(examples) == 15 - report.verifier_errors  # the verifier's rejects are left out
     ms = HanoiStep(4)
     state = ms.initial()
     by_step = {ex.meta["step"]: ex for ex in examples}

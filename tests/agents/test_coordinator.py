@@ -100,7 +100,7 @@ async def test_failing_subtask_is_retried_then_replanned_keeping_finished_work()
     assert kinds.count("replanned") == 1
     assert kinds.index("replanned") > max(i for i, k in enumerate(kinds) if k == "subtask_retried")
     assert result.report.modules["planner"].steps == 2
-    assert result.report.red_flags["parse"] == 9
+    assert result.report.usage.red_flags["parse"] == 9
 
 
 def _failing_plan() -> Plan:

@@ -67,7 +67,7 @@ async def test_fork_join_pipeline_on_the_local_model(local: LocalModel) -> None:
     for part in ("part0", "part1"):
         assert f"[{part}] {result.results[part].answer[:20]}" in join_prompt  # dependency artifacts reach the join
     report = result.report
-    assert report.samples == 3
-    assert report.completion_tokens > 0 and report.prompt_tokens > 0
-    assert report.model_seconds > 0
+    assert report.usage.samples == 3
+    assert report.usage.completion_tokens > 0 and report.usage.prompt_tokens > 0
+    assert report.usage.model_seconds > 0
     assert report.modules["answerer"].steps == 3

@@ -157,8 +157,8 @@ async def test_tool_calls_beside_an_answer_run_and_the_answer_is_dropped_and_cou
     r = result.results["part0"]
     assert fake.calls == [("python", {"code": "print('stressed')"})]
     assert r.tool_calls == 1 and r.votes == 2
-    assert r.red_flags == {"answer_dropped": 1}
-    assert result.report.red_flags == {"answer_dropped": 1}
+    assert r.usage.red_flags == {"answer_dropped": 1}
+    assert result.report.usage.red_flags == {"answer_dropped": 1}
     assert model.calls[1].prompt.startswith("Tool results:") and "stressed" in model.calls[1].prompt
 
 
@@ -175,7 +175,7 @@ async def test_a_python_block_is_a_python_call() -> None:
     result = await pipeline.run("t")
     assert fake.calls == [("python", {"code": "print(17 * 23 + 144 / 12)"})]
     assert result.answer == "403"
-    assert result.results["part0"].red_flags == {"answer_dropped": 1}
+    assert result.results["part0"].usage.red_flags == {"answer_dropped": 1}
 
 
 async def test_calls_in_the_last_round_are_red_flagged_but_an_answer_beside_them_stands() -> None:
@@ -217,7 +217,7 @@ async def test_a_retry_never_redraws_the_greedy_sample() -> None:
     result = await pipeline.run("t")
     assert result.answer == "26.22"
     assert [c.temperature for c in model.calls] == [0.0, RETRY_TEMPERATURE]
-    assert result.results["part0"].red_flags == {"truncated": 1}
+    assert result.results["part0"].usage.red_flags == {"truncated": 1}
 
 
 async def test_a_retry_with_a_greedy_first_sample_samples_at_the_voters_temperature() -> None:

@@ -109,7 +109,7 @@ async def test_worker_votes_tool_calls_and_answers_with_their_result(tmp_path: P
     r = result.results["part0"]
     assert r.tool_calls == 1
     assert r.votes == 2
-    assert r.samples == 6
+    assert r.usage.samples == 6
     assert model.calls == 2  # one request of n=3 per vote
 
 

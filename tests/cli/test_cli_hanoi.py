@@ -27,8 +27,8 @@ def test_writes_the_report_with_the_promised_keys(tmp_path: Path, capsys: pytest
     code = run("--disks", "6", "--error-rate", "0.05", "--run-dir", str(tmp_path), "--report", str(report))
     assert code == 0
     data = json.loads(report.read_text())
-    assert {"steps", "errors", "samples", "red_flags", "wall_seconds"} <= data.keys()
-    assert data["steps"] == 63 and data["errors"] == 0 and data["samples"] >= 63 * 3
+    assert {"steps", "verifier_errors", "samples", "red_flags", "wall_seconds"} <= data.keys()
+    assert data["steps"] == 63 and data["verifier_errors"] == 0 and data["samples"] >= 63 * 3
     assert "mean_samples_per_step" in capsys.readouterr().out
 
 
@@ -88,6 +88,6 @@ def test_killed_run_resumes_without_redoing_more_than_one_interval(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     data = json.loads(report.read_text())
     assert data["resumed_from"] == killed_at
-    assert data["steps"] == 65535 and data["errors"] == 0
+    assert data["steps"] == 65535 and data["verifier_errors"] == 0
     steps = [json.loads(line)["step"] for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert steps == list(range(65535))

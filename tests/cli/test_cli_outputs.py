@@ -275,7 +275,7 @@ def test_hanoi_resumes_from_the_checkpoint_a_full_disk_left(tiny: Path, capsys: 
     subprocess.run(["mount", "-o", "remount,size=4m", str(tiny)], check=True)  # space freed
     assert _main([*args, "--checkpoint-every", "100", "--resume"]) == 0
     shown = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
-    assert (shown["steps"], shown["total_steps"], shown["errors"]) == ("1023", "1023", "0")
+    assert (shown["steps"], shown["total_steps"], shown["verifier_errors"]) == ("1023", "1023", "0")
     assert len(trace.read_text().splitlines()) == 1023  # every step once: the cut-off tail was dropped
 
 

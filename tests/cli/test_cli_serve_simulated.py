@@ -62,7 +62,7 @@ def test_hanoi_over_http_with_the_maker_preset_and_three_runs(
     code = main([*argv, "--run-dir", str(tmp_path), "--report", str(report)])
     assert code == 0, capsys.readouterr().err
     data = json.loads(report.read_text())
-    assert data["steps"] == 3 * 15 and data["errors"] == 0 and data["k"] == 3
+    assert data["steps"] == 3 * 15 and data["verifier_errors"] == 0 and data["k"] == 3
     assert sorted(data["modules"]) == ["run0", "run1", "run2"]
     assert all(m["steps"] == 15 for m in data["modules"].values())
     seen = stats(root)

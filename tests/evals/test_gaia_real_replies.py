@@ -58,7 +58,7 @@ SENTENCE = json.dumps({"answer": "the work found it, see above"})  # not final-s
 async def test_the_answerer_takes_every_spelling_of_an_answer(rid: str, answer: str, tmp_path: Path) -> None:
     result, _ = await _run(QUESTIONS["b56dbce7"], [SENTENCE, text(rid)], tmp_path)
     assert result.answer == answer
-    assert result.report.red_flags == {}
+    assert result.report.usage.red_flags == {}
     assert extract_final_answer(text(rid)) == answer
 
 
@@ -72,7 +72,7 @@ async def test_a_reply_in_no_spelling_is_red_flagged_and_redrawn(tmp_path: Path)
         QUESTIONS["b56dbce7"], [SENTENCE, "There are 259200 seconds.", '{"answer": "259200"}'], tmp_path
     )
     assert result.answer == "259200"
-    assert result.report.red_flags == {"format": 1}
+    assert result.report.usage.red_flags == {"format": 1}
     assert [c.temperature for c in model.calls[1:]] == [0.0, 0.7]
 
 
@@ -82,7 +82,7 @@ async def test_a_final_solver_answer_passes_through_the_answerer_unchanged(tmp_p
     result, model = await _run(q, [text("k1#22"), text("k1#23")], tmp_path)
     assert result.answer == "apple, kiwi, mango, pear" and score(result.answer, q.final_answer)
     assert len(model.calls) == 1 and model.remaining == 1
-    assert result.results["final_answer"].samples == 0
+    assert result.results["final_answer"].usage.samples == 0
 
 
 async def test_a_list_is_no_final_answer_to_a_how_many_question(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ async def test_planned_steps_carry_the_question_verbatim(tmp_path: Path) -> None
     solver_prompt = model.calls[1].prompt
     assert "3 days is equal to 2160 seconds" in solver_prompt and q.question in solver_prompt
     assert result.answer == "259200"
-    assert result.report.modules["planner"].red_flags == {}
+    assert result.report.modules["planner"].usage.red_flags == {}
 
 
 async def test_planner_re_asks_are_fresh_and_fallbacks_are_counted(tmp_path: Path) -> None:
@@ -113,8 +113,8 @@ async def test_planner_re_asks_are_fresh_and_fallbacks_are_counted(tmp_path: Pat
     )
     assert [c.temperature for c in model.calls[:2]] == [0.0, 0.7]
     assert result.plan is not None and result.plan.notes.startswith("fixed plan")
-    assert result.report.modules["planner"].red_flags == {"plan": 2, "plan_fallback": 1}
-    assert result.report.red_flags["plan_fallback"] == 1
+    assert result.report.modules["planner"].usage.red_flags == {"plan": 2, "plan_fallback": 1}
+    assert result.report.usage.red_flags["plan_fallback"] == 1
     assert result.answer == "53, 59, 61, 67, 71"
 
 
@@ -122,7 +122,7 @@ async def test_truncated_plans_are_counted_as_truncated(tmp_path: Path) -> None:
     q = QUESTIONS["b965a985"]
     # the planner ran to the 1,024-token limit twice (k1#12, k1#32) repeating subtasks
     result, _ = await _run(q, [truncated("k1#12"), truncated("k1#32"), '{"answer": "26.22"}'], tmp_path, planner="llm")
-    assert result.report.modules["planner"].red_flags == {"truncated": 2, "plan_fallback": 1}
+    assert result.report.modules["planner"].usage.red_flags == {"truncated": 2, "plan_fallback": 1}
     assert result.answer == "26.22"
 
 
@@ -134,7 +134,7 @@ async def test_the_captured_tool_calls_run_and_the_question_is_solved(tmp_path: 
     result, model = await _run(q, script, tmp_path, planner="llm")
     solver = result.results["s1"]
     assert solver.tool_calls == 2  # python and calculator; the unfilled read_attachment copy is not a call
-    assert solver.red_flags == {"answer_dropped": 1}
+    assert solver.usage.red_flags == {"answer_dropped": 1}
     tool_results = model.calls[2].prompt
     assert tool_results.startswith("Tool results:")
     contents = [json.loads(line)["content"] for line in tool_results.splitlines()[1:3]]
@@ -151,4 +151,4 @@ async def test_with_structured_outputs_the_plan_roles_are_an_enum_and_the_size_b
     schema = model.calls[0].options["response_format"]["json_schema"]["schema"]
     subtasks = schema["properties"]["subtasks"]
     assert subtasks["items"]["properties"]["role"] == {"enum": ["solver"]} and subtasks["maxItems"] == 5
-    assert result.report.modules["planner"].red_flags == {"plan": 2, "plan_fallback": 1}  # the strict check stays
+    assert result.report.modules["planner"].usage.red_flags == {"plan": 2, "plan_fallback": 1}  # the strict check stays

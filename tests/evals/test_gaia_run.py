@@ -101,7 +101,7 @@ async def test_voting_corrects_a_noisy_oracle(tmp_path: Path) -> None:
     noisy = await run_gaia(_cfg(tmp_path / "noisy", k=3, error_rate=0.1, max_samples=30, seed=5))
     assert clean.accuracy == 1.0
     assert noisy.accuracy == 1.0
-    assert noisy.samples > clean.samples
+    assert noisy.usage.samples > clean.usage.samples
 
 
 async def test_resume_skips_finished_ids(tmp_path: Path) -> None:

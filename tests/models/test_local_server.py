@@ -87,7 +87,7 @@ async def test_a_vote_on_a_trivial_question(local_model: LocalModel) -> None:
     voter = FirstToAheadByK(k=2, temperature=0.0, max_samples=6, max_tokens=16, red_flags=RedFlagPolicy(16))
     decision = await voter.decide(local_model, QUESTION, _digit)
     assert decision.answer == "4"
-    assert decision.samples >= 2 and decision.votes[0] >= 2
+    assert decision.usage.samples >= 2 and decision.votes[0] >= 2
 
 
 def test_hanoi_with_the_local_model_ends_in_a_vote_failed_report(local_model: LocalModel, tmp_path: Path) -> None:

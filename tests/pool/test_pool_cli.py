@@ -65,7 +65,7 @@ def test_three_workers_run_10_disks_survive_a_sigkill_and_drain_on_sigterm(
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err.decode()
     data = json.loads(report.read_text())
-    assert data["steps"] == 1023 and data["errors"] == 0 and data["completed"]
+    assert data["steps"] == 1023 and data["verifier_errors"] == 0 and data["completed"]
     steps = trace_steps(trace)
     assert steps == list(range(1023)), "every step decided exactly once, in order"
     assert not [s for s, n in Counter(steps).items() if n > 1]
@@ -95,7 +95,7 @@ def test_a_redis_restart_with_aof_mid_run_loses_nothing(
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err.decode()
     data = json.loads(report.read_text())
-    assert data["steps"] == 255 and data["errors"] == 0
+    assert data["steps"] == 255 and data["verifier_errors"] == 0
     assert trace_steps(trace) == list(range(255))
     assert status(url).roles[0].done >= 255 - 40  # the counters survived the restart (AOF)
     assert all(p.poll() is None for p in workers.procs), "workers must ride out the restart"

@@ -24,11 +24,11 @@ from mdap.pool import (
     RedisPool,
     SimulatedSettings,
     StepHandler,
-    VoterSpec,
     read_status,
 )
 from mdap.pool._redis import redact
 from mdap.types import Message
+from mdap.voters import VoterSpec
 
 
 def registry() -> KindRegistry:
@@ -115,7 +115,7 @@ async def test_a_vote_that_fails_on_a_worker_fails_the_step_like_a_local_one(red
         )
     assert not report.completed and report.steps == 0
     assert report.failure is not None and report.failure.startswith("step 0: no answer led by 2")
-    assert report.samples == 6 and sum(report.red_flags.values()) == 6
+    assert report.usage.samples == 6 and report.usage.red_flag_count == 6
 
 
 async def test_the_stream_is_trimmed_to_the_steps_not_done(redis_server: RedisServer) -> None:
@@ -138,7 +138,11 @@ async def test_results_match_the_in_process_run(redis_server: RedisServer) -> No
         remote = await Executor(None, FirstToAheadByK(k=2), pool=RedisPool(redis_server.url)).run(hanoi_chain(7))
     local = await Executor(simulated_hanoi_model(), FirstToAheadByK(k=2)).run(hanoi_chain(7))
     assert remote.ok and local.ok
-    assert (remote.steps, remote.samples, remote.errors) == (local.steps, local.samples, local.errors)
+    assert (remote.steps, remote.usage.samples, remote.verifier_errors) == (
+        local.steps,
+        local.usage.samples,
+        local.verifier_errors,
+    )
 
 
 async def test_a_silent_server_is_a_clear_error_within_the_timeout() -> None:
@@ -179,8 +183,10 @@ def test_voter_specs_round_trip_and_refuse_what_cannot_travel() -> None:
         assert spec.build() == voter
     with pytest.raises(ConfigError, match="k='auto' must be resolved"):
         VoterSpec.of(FirstToAheadByK(k="auto"))
-    with pytest.raises(ConfigError, match="bad first_to_ahead_by_k voter configuration"):
-        VoterSpec(type="first_to_ahead_by_k", config={"k": 2, "bogus": 1}).build()
+    with pytest.raises(ConfigError, match="bogus: Extra inputs are not permitted"):
+        VoterSpec.parse({"kind": "first_to_ahead_by_k", "k": 2, "bogus": 1})
+    with pytest.raises(ConfigError, match="'type' was renamed to 'kind'"):  # the wire format before issue 15
+        VoterSpec.parse({"type": "first_to_ahead_by_k", "config": {"k": 2}})
 
 
 def test_hanoi_answers_load_back_from_their_dumped_form() -> None:

@@ -38,12 +38,12 @@ async def test_a_verified_run_reports_what_happened(tmp_path: Path) -> None:
     report = await Executor(model, FirstToAheadByK(k=3), trace=trace).run(chain)
     assert report.completed and report.ok
     assert report.steps == report.total_steps == 255
-    assert report.errors == 0
-    assert report.samples == model.samples_drawn
-    assert sum(report.red_flags.values()) > 0
+    assert report.verifier_errors == 0
+    assert report.usage.samples == model.samples_drawn
+    assert sum(report.usage.red_flags.values()) > 0
     lines = read_trace(trace)
     assert [line["step"] for line in lines] == list(range(255))
-    assert sum(line["samples"] for line in lines) == report.samples  # type: ignore[misc]
+    assert sum(line["samples"] for line in lines) == report.usage.samples  # type: ignore[misc]
     assert lines[0]["answer"] == {"move": [1, 0, 1], "next_state": [list(range(8, 1, -1)), [1], []]}
 
 
@@ -51,7 +51,7 @@ async def test_verifier_errors_are_counted_not_hidden() -> None:
     # k=1 with fully correlated 30% errors: wrong moves get decided and the verifier must catch them
     model = simulated_hanoi_model(error_rate=0.3, correlation=1.0, seed=2)
     report = await Executor(model, FirstToAheadByK(k=1)).run(hanoi_chain(5))
-    assert report.errors is not None and report.errors > 0
+    assert report.verifier_errors is not None and report.verifier_errors > 0
     assert report.first_error_step is not None
     assert report.error_messages and report.error_messages[0].startswith(f"step {report.first_error_step}:")
     assert not report.ok
@@ -60,7 +60,7 @@ async def test_verifier_errors_are_counted_not_hidden() -> None:
 async def test_stop_on_error_stops_at_the_first_rejected_step() -> None:
     model = simulated_hanoi_model(error_rate=0.3, correlation=1.0, seed=2)
     report = await Executor(model, FirstToAheadByK(k=1), stop_on_error=True).run(hanoi_chain(5))
-    assert report.errors == 1
+    assert report.verifier_errors == 1
     assert report.steps == report.first_error_step + 1  # type: ignore[operator]
     assert not report.completed
 
@@ -72,7 +72,7 @@ async def test_an_undecidable_step_ends_the_run_with_the_tally() -> None:
     assert report.steps == 0
     assert report.failure is not None and report.failure.startswith("step 0:")
     assert report.failure_tally == {}
-    assert report.red_flags and sum(report.red_flags.values()) == 8
+    assert report.usage.red_flags and sum(report.usage.red_flags.values()) == 8
 
 
 async def test_k_auto_calibrates_k_from_the_model() -> None:
@@ -100,9 +100,9 @@ async def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None
     resumed = Executor(model, FirstToAheadByK(k=2), checkpoint=ckpt, checkpoint_every=64, trace=trace)
     report = await resumed.run(chain, resume=True)
     assert report.resumed_from == saved["next_step"]
-    assert report.completed and report.errors == 0
+    assert report.completed and report.verifier_errors == 0
     assert [line["step"] for line in read_trace(trace)] == list(range(511))  # every step exactly once
-    assert report.samples == saved["counters"]["samples"] + model.samples_drawn
+    assert report.usage.samples == saved["counters"]["samples"] + model.samples_drawn
     assert model.samples_drawn < 511 * 3  # only the remaining steps were sampled again
 
 

@@ -41,14 +41,15 @@ async def test_chains_run_at_once_into_one_summed_report(tmp_path: Path) -> None
     assert report.ok and report.steps == report.total_steps == 31 + 15 + 31
     assert model.most >= 3  # the three chains were in flight together, not one after another
     assert [m.steps for m in report.modules.values()] == [31, 15, 31]
-    assert report.samples == sum(m.samples for m in report.modules.values()) >= 3 * report.steps
+    assert report.usage.samples == sum(m.usage.samples for m in report.modules.values()) >= 3 * report.steps
     for i, steps in enumerate([31, 15, 31]):
         assert len(run_path(trace, i).read_text().splitlines()) == steps
         assert json.loads(run_path(ckpt, i).read_text())["next_step"] == steps
     again = await Executor(model, FirstToAheadByK(k=3), trace=trace, checkpoint=ckpt).run_many(
         [hanoi_chain(5), hanoi_chain(4), hanoi_chain(5)], resume=True
     )
-    assert again.steps == report.steps and again.samples == report.samples  # resumed at the end: nothing redone
+    # resumed at the end: nothing redone
+    assert again.steps == report.steps and again.usage.samples == report.usage.samples
 
 
 async def test_a_failed_run_is_named_in_the_combined_report() -> None:

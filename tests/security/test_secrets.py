@@ -131,7 +131,6 @@ def test_reports_and_traces_are_redacted(tmp_path: Path) -> None:
         steps=1,
         total_steps=3,
         completed=False,
-        errors=None,
         samples=2,
         wall_seconds=0.1,
         failure="ModelError: model server http://u:KEY@h/v1 failed",

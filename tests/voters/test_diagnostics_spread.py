@@ -188,5 +188,5 @@ async def test_voter_with_spread_decides_in_the_original_frame_over_views_and_ad
     voter = FirstToAheadByK(k=4, spread=Spread(ms.transforms, ("a", "b")))
     d = await voter.decide(model, messages, ms.parse)
     assert d.answer == ms.parse(hanoi_oracle(messages))
-    assert d.votes == [4] and d.samples == 4
+    assert d.votes == [4] and d.usage.samples == 4
     assert sorted(a or "" for a in model.adapters) == ["a", "a", "b", "b"]

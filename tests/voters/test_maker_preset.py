@@ -34,7 +34,7 @@ PROMPT = [{"role": "user", "content": "?"}]
 async def test_maker_sends_a_greedy_first_sample_and_the_rest_at_0_1_capped_at_750_tokens() -> None:
     model = Recorder()
     decision = await MAKER.decide(model, PROMPT, str)
-    assert decision.answer == "a" and decision.samples == 3
+    assert decision.answer == "a" and decision.usage.samples == 3
     assert sorted(model.calls) == [(1, 0.0, 750), (2, 0.1, 750)]  # two requests, sent together
     assert MAKER.red_flags.max_completion_tokens == 750 and MAKER.k == 3
 

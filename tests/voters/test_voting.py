@@ -24,7 +24,7 @@ async def test_unanimous_first_round_decides_with_k_samples_in_one_request() -> 
     model = ScriptedModel(["42", "42", "42"])
     d = await FirstToAheadByK(k=3).decide(model, PROMPT, parse_int)
     assert d.answer == 42
-    assert d.samples == 3
+    assert d.usage.samples == 3
     assert d.votes == [3]
     assert [c.n for c in model.calls] == [3]
 
@@ -50,7 +50,7 @@ async def test_ties_keep_drawing_only_what_can_decide() -> None:
     d = await FirstToAheadByK(k=2).decide(model, PROMPT, parse_int)
     assert d.answer == 1
     assert d.votes == [4, 2]
-    assert d.samples == 6
+    assert d.usage.samples == 6
     assert [c.n for c in model.calls] == [2, 2, 2]
 
 
@@ -58,7 +58,7 @@ async def test_a_lead_shrinks_the_next_round() -> None:
     # k=3: 5,5,7 -> lead 1 -> draw 2 -> 5,5 -> lead 3
     model = ScriptedModel(["5", "5", "7", "5", "5"])
     d = await FirstToAheadByK(k=3).decide(model, PROMPT, parse_int)
-    assert (d.answer, d.votes, d.samples) == (5, [4, 1], 5)
+    assert (d.answer, d.votes, d.usage.samples) == (5, [4, 1], 5)
     assert [c.n for c in model.calls] == [3, 2]
 
 
@@ -76,9 +76,9 @@ async def test_red_flagged_samples_are_discarded_and_redrawn() -> None:
     voter = FirstToAheadByK(k=3, red_flags=RedFlagPolicy(max_completion_tokens=750))
     d = await voter.decide(model, PROMPT, parse_int)
     assert d.answer == 42
-    assert d.samples == 6
+    assert d.usage.samples == 6
     assert d.votes == [3]
-    assert d.red_flags == {"parse": 1, "truncated": 1, "too_long": 1}
+    assert d.usage.red_flags == {"parse": 1, "truncated": 1, "too_long": 1}
 
 
 async def test_cap_reached_raises_vote_failed_with_the_tally() -> None:
@@ -143,7 +143,7 @@ async def test_majority_takes_the_plurality_and_redraws_red_flags() -> None:
     d = await Majority(n=5).decide(model, PROMPT, parse_int)
     assert d.answer == 3
     assert d.votes == [3, 2]
-    assert d.red_flags == {"parse": 1}
+    assert d.usage.red_flags == {"parse": 1}
     assert [c.n for c in model.calls] == [5, 1]
 
 
