@@ -3,7 +3,7 @@
     {
       "roles": [
         {"name": "researcher", "description": "finds facts", "tools": ["python", "files"],
-         "voter": {"kind": "ahead_by_k", "k": 2}},
+         "voter": {"kind": "first_to_ahead_by_k", "k": 2}},
         {"name": "writer", "description": "writes the answer", "voter": {"kind": "majority", "n": 3}}
       ],
       "planner": {"max_attempts": 3},
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -26,47 +26,16 @@ from mdap.errors import ConfigError
 from mdap.jsontext import loads_json
 from mdap.models import ChatModel
 from mdap.planners import LLMPlanner, RecursivePlanner
-from mdap.voters import FirstToAheadByK, Majority, Voter
+from mdap.voters import VoterSpec
 
 from .coordinator import CoordinatorPolicy
 from .pipeline import Pipeline
 from .roles import WorkerRole
 from .tools import Limits, Tool, Workspace, file_tools, python_tool, shell_tool
 
-__all__ = ["PipelineConfig", "PlannerConfig", "RoleConfig", "VoterConfig", "load_config"]
+__all__ = ["PipelineConfig", "PlannerConfig", "RoleConfig", "load_config"]
 
 TOOL_GROUPS = ("python", "shell", "files")
-
-
-class VoterConfig(BaseModel):
-    """A role's voter: first-to-ahead-by-k (``k``) or majority (``n``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["ahead_by_k", "majority"] = "ahead_by_k"
-    k: Annotated[int, Field(ge=1)] = 2
-    n: Annotated[int, Field(ge=1)] = 3
-    temperature: Annotated[float, Field(ge=0)] = 0.3
-    max_samples: Annotated[int, Field(ge=1)] = 20
-    max_tokens: Annotated[int | None, Field(ge=1)] = None
-
-    def build(self, adapter: str | None) -> Voter:
-        """The voter."""
-        if self.kind == "majority":
-            return Majority(
-                n=self.n,
-                temperature=self.temperature,
-                max_samples=self.max_samples,
-                max_tokens=self.max_tokens,
-                adapter=adapter,
-            )
-        return FirstToAheadByK(
-            k=self.k,
-            temperature=self.temperature,
-            max_samples=self.max_samples,
-            max_tokens=self.max_tokens,
-            adapter=adapter,
-        )
 
 
 class RoleConfig(BaseModel):
@@ -77,7 +46,7 @@ class RoleConfig(BaseModel):
     name: str
     description: str = ""
     tools: list[str] = Field(default_factory=list, description="built-in tool groups: python, shell, files")
-    voter: VoterConfig = Field(default_factory=lambda: VoterConfig())
+    voter: VoterSpec = Field(default_factory=lambda: VoterSpec(), description="the voter (see mdap.voters.VoterSpec)")
     system_prompt: str = ""
     adapter: str | None = None
     max_tool_rounds: Annotated[int, Field(ge=0)] = 6
@@ -155,7 +124,7 @@ class PipelineConfig(BaseModel):
                     description=r.description,
                     adapter=r.adapter,
                     tools=tools,
-                    voter=r.voter.build(r.adapter),
+                    voter=r.voter.build(adapter=r.adapter),
                     system_prompt=r.system_prompt,
                     max_tool_rounds=r.max_tool_rounds,
                 )

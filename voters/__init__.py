@@ -17,6 +17,7 @@ from .reliability import (
     step_error,
     task_success,
 )
+from .spec import VoterKind, VoterSpec
 from .transforms import IDENTITY, AnswerTransform, Spread
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "RedFlagPolicy",
     "Spread",
     "Voter",
+    "VoterKind",
+    "VoterSpec",
     "estimate_p",
     "expected_cost",
     "expected_samples",

@@ -13,7 +13,7 @@ from .kinds import KINDS, KindRegistry, SimulatedSettings, StepKind, StepKindFac
 from .local import LocalPool
 from .redis_pool import RedisPool
 from .status import PoolStatus, RoleStatus, WorkerStatus, pool_status, read_status
-from .wire import Keys, StepRequest, StepResult, VoterSpec
+from .wire import Keys, StepRequest, StepResult
 from .worker import PoolWorker, PoolWorkerConfig
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "StepRequest",
     "StepResult",
     "StepRunner",
-    "VoterSpec",
     "PoolWorker",
     "PoolWorkerConfig",
     "WorkerStatus",

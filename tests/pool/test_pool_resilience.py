@@ -26,10 +26,10 @@ from mdap.pool import (
     RedisPool,
     SimulatedSettings,
     StepHandler,
-    VoterSpec,
     pool_status,
 )
 from mdap.types import Message
+from mdap.voters import VoterSpec
 
 FAST = ["--heartbeat", "0.3", "--claim-idle", "1"]
 
