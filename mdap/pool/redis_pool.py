@@ -29,11 +29,11 @@ from mdap.errors import ConfigError, PoolError, VoteFailed
 from mdap.microstep import Chain
 from mdap.models import ChatModel
 from mdap.types import Message
-from mdap.voters import Decision, Voter
+from mdap.voters import Decision, Voter, VoterSpec
 
 from ._redis import check_url, connect, is_connection_error, redact, retrying
 from .base import PoolSession
-from .wire import Keys, StepResult, VoterSpec
+from .wire import Keys, StepResult
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -7,16 +7,15 @@ registry), the rendered prompt, the voter's configuration, and where to send the
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from mdap.errors import ConfigError, VoteFailed
 from mdap.report import UsageModel
-from mdap.voters import Decision, FirstToAheadByK, Majority, RedFlagPolicy, Voter
+from mdap.voters import Decision, VoterSpec
 
-__all__ = ["GROUP", "Keys", "StepRequest", "StepResult", "VoterSpec"]
+__all__ = ["GROUP", "Keys", "StepRequest", "StepResult"]
 
 GROUP = "workers"
 """The consumer group every worker of a role reads with."""
@@ -71,46 +70,6 @@ class Keys:
         return f"{self.prefix}:roles"
 
 
-class VoterSpec(BaseModel):
-    """A voter's configuration as data, so it travels with the step and the worker votes the same way."""
-
-    type: Literal["first_to_ahead_by_k", "majority"]
-    config: dict[str, Any]
-
-    @classmethod
-    def of(cls, voter: Voter) -> VoterSpec:
-        """Describe ``voter``.
-
-        Raises:
-            ConfigError: a voter type the pool cannot ship, or ``k="auto"`` not yet resolved.
-        """
-        if isinstance(voter, FirstToAheadByK):
-            if voter.k == "auto":
-                raise ConfigError("k='auto' must be resolved before steps go to a pool (calibrate first)")
-            return cls(type="first_to_ahead_by_k", config=dataclasses.asdict(voter))
-        if isinstance(voter, Majority):
-            return cls(type="majority", config=dataclasses.asdict(voter))
-        raise ConfigError(
-            f"a pool can run FirstToAheadByK or Majority voters, not {type(voter).__name__}; use the local pool"
-        )
-
-    def build(self) -> Voter:
-        """The voter this spec describes.
-
-        Raises:
-            ConfigError: the configuration does not make a valid voter.
-        """
-        config = dict(self.config)
-        try:
-            flags = config.pop("red_flags", None)
-            policy = RedFlagPolicy(**flags) if isinstance(flags, dict) else RedFlagPolicy()
-            if self.type == "first_to_ahead_by_k":
-                return FirstToAheadByK(red_flags=policy, **config)
-            return Majority(red_flags=policy, **config)
-        except TypeError as err:
-            raise ConfigError(f"bad {self.type} voter configuration: {err}") from None
-
-
 class StepRequest(BaseModel):
     """One step for a worker: decide the answer of ``messages`` by voting -- or run a ``work`` item.
 
@@ -119,7 +78,7 @@ class StepRequest(BaseModel):
         kind: the step kind in the worker's registry (e.g. ``"hanoi"``); with ``params`` it rebuilds the parser.
         params: the kind's parameters (e.g. ``{"disks": 10}``).
         messages: the rendered prompt (a microstep).
-        voter: how to vote (a microstep).
+        voter: how to vote (a microstep): a :class:`~mdap.voters.VoterSpec`.
         work: a JSON-able work item the kind's ``work`` function runs instead (e.g. a pipeline subtask).
         reply_to: the list the result is pushed to.
         attempt: 1 for the first try; a step that raised is republished with attempt + 1.
