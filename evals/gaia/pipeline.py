@@ -40,7 +40,7 @@ from mdap.planners import (
     count_red_flag,
     validate_plan,
 )
-from mdap.voters import FirstToAheadByK, Voter
+from mdap.voters import Voter, VoterSpec
 
 from .loader import GaiaQuestion
 from .tools import attachment_tool, calculator_tool
@@ -330,10 +330,7 @@ def gaia_pipeline(
     if question.attachment is not None:
         attachment = ws.root / question.attachment.name
         _copy_in(question.attachment, attachment)
-    solver_voter: Voter = FirstToAheadByK(
-        k=1, temperature=temperature, first_temperature=0.0, max_samples=3, max_tokens=max_tokens, adapter=adapter
-    )
-    answer_voter: Voter = FirstToAheadByK(
+    answer = VoterSpec(
         k=k,
         temperature=temperature,
         first_temperature=0.0,
@@ -341,6 +338,8 @@ def gaia_pipeline(
         max_tokens=max_tokens,
         adapter=adapter,
     )
+    solver_voter: Voter = answer.model_copy(update={"k": 1, "max_samples": 3}).build()
+    answer_voter: Voter = answer.build()
     solver = WorkerRole(
         "solver",
         description="works out one step of the question with tools: python, read_attachment, calculator",

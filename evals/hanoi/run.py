@@ -15,7 +15,7 @@ from mdap.microstep import Chain
 from mdap.models import SIMULATED, ChatModel, open_model
 from mdap.pool import LocalPool, Pool, RedisPool
 from mdap.report import RunReport
-from mdap.voters import NO_RED_FLAGS, FirstToAheadByK, RedFlagPolicy, Spread, expected_samples
+from mdap.voters import NO_RED_FLAGS, RedFlagPolicy, Spread, VoterSpec, expected_samples
 
 from .pool_kind import HANOI_KIND
 from .solver import simulated_hanoi_model
@@ -75,6 +75,24 @@ class HanoiConfig(BaseModel):
             raise invalid_settings("Hanoi settings", err) from None
 
     @property
+    def voter(self) -> VoterSpec:
+        """The run's voter, in the one voter schema (first-to-ahead-by-k over these fields)."""
+        first_temperature = self.first_temperature
+        if first_temperature is None and self.preset == "maker":
+            first_temperature = 0.0  # FirstToAheadByK.maker(); its 0.1 and 750 tokens are this config's defaults
+        return VoterSpec(
+            kind="first_to_ahead_by_k",
+            k=self.k,
+            temperature=self.temperature,
+            first_temperature=first_temperature,
+            max_samples=self.max_samples,
+            max_tokens=self.max_tokens,
+            red_flags=RedFlagPolicy(max_completion_tokens=self.max_tokens) if self.red_flags else NO_RED_FLAGS,
+            adapter=self.adapter,
+            target=self.target,
+        )
+
+    @property
     def checkpoint_path(self) -> Path:
         """The checkpoint file inside the run directory."""
         return (self.run_dir or Path(".mdap") / f"hanoi-{self.disks}") / "checkpoint.json"
@@ -116,20 +134,7 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
     """
     if cfg.error_rate + cfg.red_flag_rate > 1.0:
         raise ConfigError("error_rate + red_flag_rate must be at most 1")
-    first_temperature = cfg.first_temperature
-    if first_temperature is None and cfg.preset == "maker":
-        first_temperature = 0.0  # FirstToAheadByK.maker(); its 0.1 and 750 tokens are this config's defaults
-    voter = FirstToAheadByK(
-        k=cfg.k,
-        temperature=cfg.temperature,
-        first_temperature=first_temperature,
-        max_samples=cfg.max_samples,
-        max_tokens=cfg.max_tokens,
-        red_flags=RedFlagPolicy(max_completion_tokens=cfg.max_tokens) if cfg.red_flags else NO_RED_FLAGS,
-        adapter=cfg.adapter,
-        target=cfg.target,
-        spread=Spread(HanoiStep(cfg.disks).transforms) if cfg.decorrelate else None,
-    )
+    voter = cfg.voter.build(spread=Spread(HanoiStep(cfg.disks).transforms) if cfg.decorrelate else None)
     if pool is None and cfg.pool is not None:
         pool = RedisPool(cfg.pool, role=HANOI_KIND)
     remote = pool is not None and not isinstance(pool, LocalPool)
