@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from mdap.errors import ConfigError
 from mdap.models import ChatModel
-from mdap.voters import FirstToAheadByK, Voter
+from mdap.voters import Voter, VoterSpec
 
 from .tools import Tool
 from .work import WorkItem
@@ -27,8 +27,9 @@ to ask it. The answer still goes through the role's answer parser (a red flag th
 
 
 def default_voter() -> Voter:
-    """The voter of a role that names none: first-to-ahead-by-2, at most 20 samples per vote."""
-    return FirstToAheadByK(k=2, temperature=0.3, max_samples=20)
+    """The voter of a role that names none: a default :class:`~mdap.voters.VoterSpec` (first-to-ahead-by-2, at most
+    20 samples per vote, temperature 0.3), as in a roles file."""
+    return VoterSpec().build()
 
 
 @dataclass(frozen=True)
