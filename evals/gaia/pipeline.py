@@ -330,14 +330,8 @@ def gaia_pipeline(
     if question.attachment is not None:
         attachment = ws.root / question.attachment.name
         _copy_in(question.attachment, attachment)
-    answer = VoterSpec(
-        k=k,
-        temperature=temperature,
-        first_temperature=0.0,
-        max_samples=max_samples,
-        max_tokens=max_tokens,
-        adapter=adapter,
-    )
+    settings = {"k": k, "temperature": temperature, "max_samples": max_samples, "max_tokens": max_tokens}
+    answer = VoterSpec.parse({**settings, "first_temperature": 0.0, "adapter": adapter}, "GAIA voter")
     solver_voter: Voter = answer.model_copy(update={"k": 1, "max_samples": 3}).build()
     answer_voter: Voter = answer.build()
     solver = WorkerRole(

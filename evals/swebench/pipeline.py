@@ -43,7 +43,7 @@ from mdap.agents import (
 from mdap.errors import RedFlag
 from mdap.models import ChatModel
 from mdap.planners import Plan, StaticPlanner, Subtask
-from mdap.voters import FirstToAheadByK
+from mdap.voters import Voter, VoterSpec
 
 from .instances import SWEInstance
 from .patches import parse_fix
@@ -254,14 +254,10 @@ def masai_pipeline(
     readers: list[Tool] = [files["read_file"], files["list_files"], files["search_files"]]
     shell = shell_tool(ws, limits, sandbox=sandbox)
 
-    def voter(k: int | None = None) -> FirstToAheadByK:
+    def voter(k: int | None = None) -> Voter:
         margin = opts.k if k is None else k
-        return FirstToAheadByK(
-            k=margin,
-            temperature=opts.temperature,
-            max_samples=max(opts.max_samples, margin),
-            max_tokens=opts.max_tokens,
-        )
+        settings = {"k": margin, "temperature": opts.temperature, "max_tokens": opts.max_tokens}
+        return VoterSpec.parse({**settings, "max_samples": max(opts.max_samples, margin)}, "SWE-bench voter").build()
 
     rounds = opts.max_tool_rounds
     plan = masai_plan(instance, opts.candidates)
