@@ -19,6 +19,7 @@ from mdap.errors import (
     VoteFailed,
 )
 from mdap.types import Message
+from mdap.usage import Usage
 
 __version__ = "0.1.0"
 
@@ -113,6 +114,7 @@ __all__ = [
     "Subtask",
     "Task",
     "Tool",
+    "Usage",
     "VLLMServer",
     "Verifier",
     "VoteFailed",
