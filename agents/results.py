@@ -164,5 +164,5 @@ def build_report(
         wall_seconds=wall_seconds,
         modules=modules,
         failure=error,
-        resumed_from=sum(1 for r in results.values() if r.cached) if resumed else None,
+        cached_subtasks=sum(1 for r in results.values() if r.cached) if resumed else None,
     )

@@ -88,7 +88,10 @@ class RunReport(UsageModel):
     k: int | None = Field(default=None, description="the vote margin used")
     calibration: dict[str, Any] | None = Field(default=None, description="calibration summary when k was auto")
     expected_samples_per_step: float | None = Field(default=None, description="theory, for the calibrated p")
-    resumed_from: int | None = Field(default=None, description="step the last session resumed at")
+    resumed_from: int | None = Field(default=None, description="chain: the step the last session resumed at")
+    cached_subtasks: int | None = Field(
+        default=None, description="pipeline, resumed: subtasks whose results came from the store, not a worker"
+    )
     modules: dict[str, ModuleStats] = Field(default_factory=dict, description="per module: planner, each role")
     failure: str | None = Field(default=None, description="why the run stopped early (e.g. VoteFailed)")
     failure_tally: dict[str, int] | None = Field(default=None, description="the vote tally of a failed step")

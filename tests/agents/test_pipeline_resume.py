@@ -111,7 +111,7 @@ async def test_killed_run_resumes_without_redoing_finished_subtasks(tmp_path: Pa
     assert len(calls) == STEPS - done  # each finished subtask is not asked again
     assert calls[0] == f"task {done}"
     assert sum(r.cached for r in result.results.values()) == done
-    assert result.report.resumed_from == done
+    assert result.report.cached_subtasks == done
 
     fresh: list[str] = []
     again = await _pipeline(tmp_path / "fresh.sqlite", fresh).run("count", thread_id="t1")
