@@ -7,7 +7,7 @@ redis-py is imported only when a Redis pool connects, so importing this package 
 
 from __future__ import annotations
 
-from .base import Pool, StepRunner
+from .base import Pool, PoolSession, StepRunner
 from .handler import StepHandler
 from .kinds import KINDS, KindRegistry, SimulatedSettings, StepKind, StepKindFactory
 from .local import LocalPool
@@ -22,6 +22,7 @@ __all__ = [
     "KindRegistry",
     "LocalPool",
     "Pool",
+    "PoolSession",
     "PoolStatus",
     "RedisPool",
     "RoleStatus",
