@@ -13,7 +13,7 @@ from .results import RunResult
 from .roles import WorkerRole, default_voter
 from .sandbox import Completed, Limits, Sandbox
 from .tools import Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool
-from .work import Artifact, LocalRunner, SubtaskRunner, WorkItem, WorkOutput
+from .work import Artifact, LocalRunner, RunScope, SubtaskRunner, WorkItem, WorkOutput
 from .worker import Worker
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "LocalRunner",
     "Pipeline",
     "RunResult",
+    "RunScope",
     "Sandbox",
     "SubtaskRunner",
     "SubtaskResult",

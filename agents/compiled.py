@@ -1,25 +1,35 @@
-"""CompiledPipeline: a validated pipeline that runs tasks (LangGraph macro flow, checkpoints, resume, report)."""
+"""CompiledPipeline: a validated pipeline that runs tasks (LangGraph macro flow, checkpoints, resume, report).
+
+Its parts (planner, workers, runner, graph) are shared by its runs; everything of one run (its id, events and
+trace, planner meter, result store, plans and results) lives in the :class:`RunContext` that :meth:`run` makes,
+so concurrent runs of one compiled pipeline are independent.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import re
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from mdap.checkpoint import RunLock
 from mdap.errors import CheckpointError, ConfigError
+from mdap.models import ChatModel
 from mdap.planners import Plan, Planner, Task
 from mdap.report import ModuleStats
 
 from ._store import MemoryStore, ResultStore, SqliteStore
-from .coordinator import CoordinatorPolicy, SubtaskResult
+from .coordinator import CoordinatorPolicy
 from .events import EventBus, JsonlTrace
 from .graph import Approval, RunContext, build_graph
 from .results import RunResult, build_report
-from .work import SubtaskRunner
+from .work import RunScope, SubtaskRunner
 from .worker import Meter, Worker
 
 __all__ = ["CompiledPipeline", "thread_lock"]
@@ -33,7 +43,6 @@ class CompiledPipeline:
         *,
         name: str,
         planner: Planner,
-        planner_meter: Meter | None,
         roles: dict[str, str],
         workers: dict[str, Worker],
         runner: SubtaskRunner,
@@ -45,7 +54,6 @@ class CompiledPipeline:
     ) -> None:
         self.name = name
         self.planner = planner
-        self.planner_meter = planner_meter
         self.roles = roles
         self.workers = workers
         self.runner = runner
@@ -55,7 +63,6 @@ class CompiledPipeline:
         self.events = events
         self.trace = trace
         self.graph = build_graph().compile()
-        self._memory = MemoryStore()
 
     def run_sync(self, task: str | Task, **kwargs: Any) -> RunResult:
         """:meth:`run` from synchronous code.
@@ -93,101 +100,97 @@ class CompiledPipeline:
             ConfigError: ``resume`` without a checkpoint file, or a pending approval with no ``approve``.
         """
         task = Task(text=task) if isinstance(task, str) else task
-        thread = thread_id or "task-" + hashlib.sha256(task.model_dump_json().encode()).hexdigest()[:16]
-        events = self.events.copy()
+        key = hashlib.sha256(task.model_dump_json().encode()).hexdigest()
+        thread = thread_id or "task-" + key[:16]
+        scope = RunScope(uuid.uuid4().hex[:12], thread, self.events.copy(thread=thread))
         trace = JsonlTrace(self.trace) if self.trace else None
         if trace is not None:
-            events.on("*", trace)
-        before = _meter_stats(self.planner_meter)
+            scope.events.on("*", trace)
+        planner, meter = _metered(self.planner)
         t0 = time.perf_counter()
-        config: dict[str, Any] = {"configurable": {"thread_id": thread}, "recursion_limit": 100}
         try:
-            ctx = self._context(thread, events)
-            final = await self._invoke(task, thread, config, ctx, resume, approve)
-            result = self._result(final, ctx, task, thread, resume, time.perf_counter() - t0, before)
-            if events.active:
-                events.emit(
-                    "run_finished", status=result.status, answer=(result.answer or "")[:500], error=result.error
+            with self._open_store(scope.thread) as store:
+                ctx = RunContext(
+                    task=task,
+                    planner=planner,
+                    roles=self.roles,
+                    runner=self.runner,
+                    policy=self.policy,
+                    store=store,
+                    scope=scope,
+                    approval=self.approval,
                 )
+                final = await self._invoke(ctx, key, resume, approve)
+                result = self._result(final, ctx, resume, time.perf_counter() - t0, meter)
+            if scope.events.active:
+                answer = (result.answer or "")[:500]
+                scope.events.emit("run_finished", status=result.status, answer=answer, error=result.error)
         finally:
             if trace is not None:
                 trace.close()
         return result
 
-    async def _invoke(
-        self,
-        task: Task,
-        thread: str,
-        config: dict[str, Any],
-        ctx: RunContext,
-        resume: bool,
-        approve: bool | Plan | None,
-    ) -> dict[str, Any]:
+    @contextmanager
+    def _open_store(self, thread: str) -> Iterator[ResultStore]:
+        """The run's result store: in memory, or beside the checkpoint file under the thread's lock."""
         if self.checkpoint is None:
-            if resume:
-                raise ConfigError("resume needs a checkpoint file: .checkpoint(path)")
-            store: ResultStore = self._memory
-            store.clear(thread)
-            ctx.store = store
-            final: dict[str, Any] = await self.graph.ainvoke({"task": task.model_dump()}, config, context=ctx)
-            return final
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
+            yield MemoryStore()
+            return
+        results = SqliteStore.beside(self.checkpoint)
         SqliteStore.check_file(self.checkpoint, "checkpoint")
-        SqliteStore.check_file(SqliteStore.beside(self.checkpoint), "results file of the checkpoint")
+        SqliteStore.check_file(results, "results file of the checkpoint")
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         with RunLock(
             thread_lock(self.checkpoint, thread),
             what=f"pipeline run {thread!r} of checkpoint {self.checkpoint}",
             way_out="use another --thread or --checkpoint",
         ):
-            store = SqliteStore(SqliteStore.beside(self.checkpoint))
+            store = SqliteStore(results)
             try:
-                async with AsyncSqliteSaver.from_conn_string(str(self.checkpoint)) as saver:
-                    graph = self.graph.copy(update={"checkpointer": saver})
-                    ctx.store = store
-                    inp = await self._input(graph, saver, store, config, task, thread, resume, approve)
-                    final = await graph.ainvoke(inp, config, context=ctx)
-                    return final
+                yield store
             finally:
                 store.close()
 
-    def _context(self, thread: str, events: EventBus) -> RunContext:
-        for worker in self.workers.values():
-            worker.events = events
-        return RunContext(
-            planner=self.planner,
-            roles=self.roles,
-            runner=self.runner,
-            policy=self.policy,
-            store=self._memory,
-            thread=thread,
-            events=events,
-            approval=self.approval,
-        )
+    async def _invoke(self, ctx: RunContext, key: str, resume: bool, approve: bool | Plan | None) -> dict[str, Any]:
+        """Run the graph for ``ctx`` (from the start, or on from the thread's checkpoint); its final state."""
+        config: dict[str, Any] = {"configurable": {"thread_id": ctx.scope.thread}, "recursion_limit": 100}
+        if self.checkpoint is None:
+            if resume:
+                raise ConfigError("resume needs a checkpoint file: .checkpoint(path)")
+            final: dict[str, Any] = await self.graph.ainvoke({"task": key}, config, context=ctx)
+            return final
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(str(self.checkpoint)) as saver:
+            graph = self.graph.copy(update={"checkpointer": saver})
+            inp = await self._input(graph, saver, ctx, config, key, resume, approve)
+            ctx.spent = ctx.store.spent(ctx.scope.thread)
+            final = await graph.ainvoke(inp, config, context=ctx)
+            return final
 
     async def _input(
         self,
         graph: Any,
         saver: Any,
-        store: ResultStore,
+        ctx: RunContext,
         config: dict[str, Any],
-        task: Task,
-        thread: str,
+        key: str,
         resume: bool,
         approve: bool | Plan | None,
     ) -> Any:
+        """The graph's input: a new run's state, None to go on from the checkpoint, or an approval's answer."""
         from langgraph.types import Command
 
+        thread = ctx.scope.thread
         await saver.setup()
         if not resume:
             await saver.adelete_thread(thread)
-            store.clear(thread)
-            return {"task": task.model_dump()}
+            ctx.store.clear(thread)
+            return {"task": key}
         snapshot = await graph.aget_state(config)
         if not snapshot.values:
             raise CheckpointError(f"nothing to resume: thread {thread!r} has no checkpoint; run without resume")
-        if snapshot.values.get("task") != task.model_dump():
+        if snapshot.values.get("task") != key:
             raise CheckpointError(f"thread {thread!r} ran another task; use another thread_id or the same task")
         if not snapshot.next:
             raise CheckpointError(f"thread {thread!r} already finished; run without resume to start again")
@@ -198,47 +201,48 @@ class CompiledPipeline:
         return None
 
     def _result(
-        self,
-        final: dict[str, Any],
-        ctx: RunContext,
-        task: Task,
-        thread: str,
-        resumed: bool,
-        wall: float,
-        before: ModuleStats | None,
+        self, final: dict[str, Any], ctx: RunContext, resumed: bool, wall: float, meter: Meter | None
     ) -> RunResult:
-        records = final.get("results") or {}
-        if ctx.last is not None and ctx.last[0] is records:
-            results = ctx.last[1]  # the same pass, not read back from a checkpoint: no need to rebuild
-        else:
-            results = {sid: SubtaskResult.from_record(r) for sid, r in records.items()}
-        planner_stats = _diff(before, _meter_stats(self.planner_meter))
-        plan = ctx.plan_of(final["plan"]) if final.get("plan") else None
-        status = final.get("status", "failed")
-        if "__interrupt__" in final:
-            status = "awaiting_approval"
+        """The RunResult of the graph's final state, with the typed values of ``ctx``."""
+        results = ctx.pass_results(final)  # type: ignore[arg-type]
+        status = "awaiting_approval" if "__interrupt__" in final else final.get("status", "failed")
+        error = final.get("error")
         report = build_report(
             self.name,
             results,
             not_run=len(final.get("not_run") or []),
             wall_seconds=wall,
-            planner=planner_stats,
-            error=final.get("error"),
+            planner=_meter_stats(meter),
+            error=error,
             resumed=resumed,
-            spent=final.get("spent") or {},
+            spent=ctx.spent,
         )
         return RunResult.model_construct(  # every field is built and checked above: skip re-validating
             status=status,
-            answer=final.get("answer"),
-            task=task,
-            plan=plan,
+            answer=ctx.answer,
+            task=ctx.task,
+            plan=ctx.plan(final) if "plan" in final else None,  # type: ignore[arg-type]
             results=results,
-            failed=[f["id"] for f in final.get("failures") or []],
+            failed=list(final.get("failed") or []),
             replans=final.get("replans", 0),
-            thread_id=thread,
-            error=final.get("error"),
+            thread_id=ctx.scope.thread,
+            error=error,
             report=report,
         )
+
+
+def _metered(planner: Planner) -> tuple[Planner, Meter | None]:
+    """A copy of an LLM-backed planner (also inside a RecursivePlanner) whose model is wrapped in a new Meter,
+    for one run's report."""
+    if dataclasses.is_dataclass(planner) and not isinstance(planner, type):
+        names = {f.name for f in dataclasses.fields(planner)}
+        if "model" in names and isinstance(getattr(planner, "model", None), ChatModel):
+            meter = Meter(planner.model)
+            return dataclasses.replace(planner, model=meter), meter
+        if "inner" in names:
+            inner, meter = _metered(planner.inner)
+            return dataclasses.replace(planner, inner=inner), meter
+    return planner, None
 
 
 def thread_lock(checkpoint: Path, thread: str) -> Path:
@@ -256,9 +260,3 @@ def _meter_stats(meter: Meter | None) -> ModuleStats | None:
     if meter is None:
         return None
     return ModuleStats(steps=meter.calls, usage=meter.usage)
-
-
-def _diff(before: ModuleStats | None, after: ModuleStats | None) -> ModuleStats | None:
-    if before is None or after is None:
-        return None
-    return ModuleStats(steps=after.steps - before.steps, usage=after.usage - before.usage)

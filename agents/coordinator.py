@@ -10,22 +10,20 @@ dependents. Per subtask this costs a little bookkeeping, whatever the DAG's shap
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
 
 from mdap.errors import ConfigError, MdapError, PlanError, VoteFailed
 from mdap.planners import Expander, Plan, Subtask, Task
 from mdap.usage import Usage
 
 from ._deadlines import Deadlines
-from ._store import ResultStore
-from .events import EventBus
+from ._store import Done, ResultStore, fingerprints
 from .policy import CoordinatorPolicy
 from .results import ExecOutcome, SubtaskResult
-from .work import Artifact, SubtaskRunner, WorkItem, WorkOutput
+from .work import Artifact, RunScope, SubtaskRunner, WorkItem, WorkOutput
 
 __all__ = ["CoordinatorPolicy", "ExecOutcome", "Execution", "SubtaskResult"]
 
@@ -43,42 +41,6 @@ class _Node:
         self.sinks_left = 0
 
 
-def _fingerprint(prefix: str, s: Subtask, dep_fps: list[str]) -> str:
-    raw = "\x00".join([prefix, s.id, s.role, s.instruction, *dep_fps])
-    return hashlib.sha1(raw.encode()).hexdigest()[:24]
-
-
-def _fingerprints(subtasks: list[Subtask], prefix: str) -> dict[str, str]:
-    """Fingerprints of a validated DAG: in plan order when dependencies come first, else in Kahn's order."""
-    fps: dict[str, str] = {}
-    for s in subtasks:
-        try:
-            dep_fps = [fps[d] for d in s.depends_on]
-        except KeyError:
-            break
-        fps[s.id] = _fingerprint(prefix, s, dep_fps)
-    else:
-        return fps
-    by_id = {s.id: s for s in subtasks}
-    indegree = {s.id: len(s.depends_on) for s in subtasks}
-    users: dict[str, list[str]] = {}
-    for s in subtasks:
-        for d in s.depends_on:
-            users.setdefault(d, []).append(s.id)
-    todo = [s.id for s in subtasks if not s.depends_on]
-    fps = {}
-    while todo:
-        s = by_id[todo.pop()]
-        fps[s.id] = _fingerprint(prefix, s, [fps[d] for d in s.depends_on])
-        for u in users.get(s.id, ()):
-            indegree[u] -= 1
-            if indegree[u] == 0:
-                todo.append(u)
-    if len(fps) != len(subtasks):
-        raise PlanError("the plan has a cycle; validate it with mdap.planners.validate_plan first")
-    return fps
-
-
 class Execution:
     """One execute pass over a plan.
 
@@ -87,9 +49,8 @@ class Execution:
         plan: a validated plan.
         runner: runs a work item (in process or on a pool).
         policy: concurrency, timeouts, retries, failure handling.
-        store: where results are persisted as they complete.
-        thread: the run's thread id (the store's key).
-        events: where subtask events go.
+        store: where results are persisted as they complete (keyed by ``scope.thread``).
+        scope: the run's own context: its id, thread and events (handed to the runner with each item).
         expander: plans too-big subtasks again (a RecursivePlanner), or None.
         roles: role name -> description, for the expander.
         stop_on_failure: stop starting subtasks at the first failure (to replan, or with on_failure='halt').
@@ -103,8 +64,7 @@ class Execution:
         runner: SubtaskRunner,
         policy: CoordinatorPolicy,
         store: ResultStore,
-        thread: str,
-        events: EventBus,
+        scope: RunScope,
         expander: Expander | None = None,
         roles: Mapping[str, str] | None = None,
         stop_on_failure: bool = False,
@@ -118,15 +78,15 @@ class Execution:
         self.runner = runner
         self.policy = policy
         self.store = store
-        self.thread = thread
-        self.events = events
+        self.scope = scope
+        self.thread = scope.thread
+        self.events = scope.events
         self.expander = expander
         self.roles = dict(roles or {})
         self.stop_on_failure = stop_on_failure
         self.nodes: dict[str, _Node] = {}
         self.order: list[str] = []
         self.results: dict[str, SubtaskResult] = {}
-        self.records: dict[str, dict[str, Any]] = {}
         self._add(plan.subtasks, prefix="", depth=0, parent=None, outer_deps=None)
         self.failed: list[str] = []
         self.pending = len(self.nodes)
@@ -135,14 +95,14 @@ class Execution:
         self._ready: deque[_Node] = deque()
         self._idle: list[asyncio.Future[None]] = []
         self._done = False
-        self._cache: dict[str, dict[str, Any]] = {}
+        self._stored: dict[str, Done] = {}
         self._deadlines: Deadlines | None = None
 
     def _add(
         self, subtasks: list[Subtask], *, prefix: str, depth: int, parent: _Node | None, outer_deps: list[str] | None
     ) -> list[_Node]:
         """Add subtasks (ids prefixed for a sub-plan, roots depending on ``outer_deps``); return those ready now."""
-        fps = _fingerprints(subtasks, parent.fp if parent else "")
+        fps = fingerprints(subtasks, parent.fp if parent else "")
         parent_id = parent.subtask.id if parent else None
         nodes = self.nodes
         results = self.results
@@ -171,7 +131,7 @@ class Execution:
 
     async def run(self) -> ExecOutcome:
         """Run every subtask; return when all finished or the pass stopped at a failure."""
-        self._cache = self.store.load(self.thread)
+        self._stored = self.store.load(self.thread)
         nodes = self.nodes
         self._ready.extend(nodes[sid] for sid in self.order if nodes[sid].waiting == 0)
         n = min(self.policy.max_concurrency, max(1, len(self.nodes)))
@@ -220,88 +180,101 @@ class Execution:
                     idle.clear()
 
     async def _run_node(self, node: _Node) -> None:
+        """Run one subtask on the runner, retrying failed attempts with backoff; or take it from the store."""
+        if self._from_store(node):
+            return
         s = node.subtask
-        record = self._cache.get(node.fp)
-        if record is not None:
-            status = record.get("status")
-            if status == "ok":
-                self._finish(node, SubtaskResult.from_record({**record, "id": s.id, "cached": True}), persist=False)
-                return
-            if status == "expanded":
-                self._expand(node, Plan.model_validate(record["plan"]), persist=False)
-                return
-        policy = self.policy
+        item = self._item(node)
+        if self.events.active:
+            self.events.emit("subtask_started", id=s.id, role=s.role)
+        t0 = time.perf_counter()
+        retries = self.policy.retries
+        error = ""
+        lost = Usage.zero()  # what failed votes of earlier attempts spent
+        for attempt in range(1, retries + 2):
+            item.attempt = attempt
+            out = await self._attempt(item)
+            if isinstance(out, WorkOutput):
+                if out.too_big is not None and item.may_split:
+                    await self._split(node)
+                    return
+                if out.answer is not None:
+                    self._finish(node, _result(s, out, attempt, lost, time.perf_counter() - t0))
+                    return
+                error = "the worker answered too_big but the subtask cannot be split further"
+            elif isinstance(out, VoteFailed):
+                lost += out.usage
+                error = f"VoteFailed: {out}"
+            else:
+                error = out
+            if attempt <= retries:
+                await self._back_off(s, attempt, error)
+        seconds = time.perf_counter() - t0
+        failed = SubtaskResult(s.id, s.role, "failed", error=error, attempts=retries + 1, usage=lost, seconds=seconds)
+        self._finish(node, failed)
+
+    def _from_store(self, node: _Node) -> bool:
+        """Finish ``node`` from the store when an earlier session did it (or split it); whether it did."""
+        done = self._stored.get(node.fp)
+        if isinstance(done, Plan):
+            self._expand(node, done, persist=False)
+            return True
+        if done is not None and done.ok:
+            self._finish(node, dataclasses.replace(done, id=node.subtask.id, cached=True), persist=False)
+            return True
+        return False  # never ran, or failed (a failure is tried again)
+
+    def _item(self, node: _Node) -> WorkItem:
+        """The work item of ``node``: its instruction and its dependencies' results, cut to ``artifact_chars``."""
+        s = node.subtask
         results = self.results
-        chars = policy.artifact_chars
+        chars = self.policy.artifact_chars
         artifacts = []
         for d in s.depends_on:
             r = results[d]
             text = (r.answer if r.ok else r.error) or ""
             artifacts.append(Artifact(d, r.ok, text if len(text) <= chars else text[:chars] + " ...[cut]"))
         may_split = self.expander is not None and node.depth < self.expander.max_depth
-        item = WorkItem(s.id, s.role, s.instruction, artifacts, may_split)
-        events = self.events
-        if events.active:
-            events.emit("subtask_started", id=s.id, role=s.role)
-        t0 = time.perf_counter()
-        timeout = policy.subtask_timeout_s
+        return WorkItem(s.id, s.role, s.instruction, artifacts, may_split)
+
+    async def _attempt(self, item: WorkItem) -> WorkOutput | VoteFailed | str:
+        """One try of ``item`` on the runner under the subtask timeout: its output, or why it failed (a
+        VoteFailed carries what its samples cost)."""
         deadlines = self._deadlines
         me = asyncio.current_task() if deadlines is not None else None
-        runner = self.runner
-        error = ""
-        lost = Usage.zero()  # what failed votes of earlier attempts spent
-        for attempt in range(1, policy.retries + 2):
-            item.attempt = attempt
-            expired = False
+        expired = False
+        try:
+            if deadlines is None or me is None:
+                return await self.runner(item, self.scope)
+            deadlines.arm(me)
             try:
-                if deadlines is None or me is None:
-                    out = await runner(item)
-                else:
-                    deadlines.arm(me)
-                    try:
-                        out = await runner(item)
-                    finally:
-                        expired = deadlines.disarm(me)
-            except asyncio.CancelledError:
-                if not expired or (me is not None and me.cancelling()):
-                    raise  # the run itself is being cancelled
-                error = f"timed out after {timeout:g}s (raise subtask_timeout_s or split the subtask)"
-            except TimeoutError:
-                error = f"timed out after {timeout:g}s (raise subtask_timeout_s or split the subtask)"
-            except ConfigError:
-                raise  # a wiring mistake (unknown role, bad tool): no retry can fix it
-            except VoteFailed as err:
-                lost += err.usage
-                error = f"VoteFailed: {err}"
-            except MdapError as err:
-                error = f"{type(err).__name__}: {err}"
-            except Exception as err:  # a bug in a tool or a backend: recorded as this subtask's failure
-                error = f"{type(err).__name__}: {err}"
-            else:
-                if out.too_big is not None and self.expander is not None and may_split:
-                    await self._split(node)
-                    return
-                if out.answer is None:
-                    error = "the worker answered too_big but the subtask cannot be split further"
-                else:
-                    self._finish(node, _result(s, out, attempt, lost, time.perf_counter() - t0))
-                    return
-            if attempt <= policy.retries:
-                if events.active:
-                    events.emit("subtask_retried", id=s.id, attempt=attempt, error=error[:500])
-                delay = min(policy.backoff_s * policy.backoff_factor ** (attempt - 1), policy.max_backoff_s)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-        failed = SubtaskResult(
-            s.id,
-            s.role,
-            "failed",
-            error=error,
-            attempts=policy.retries + 1,
-            usage=lost,
-            seconds=time.perf_counter() - t0,
-        )
-        self._finish(node, failed)
+                return await self.runner(item, self.scope)
+            finally:
+                expired = deadlines.disarm(me)
+        except asyncio.CancelledError:
+            if not expired or (me is not None and me.cancelling()):
+                raise  # the run itself is being cancelled
+            return self._timed_out()
+        except TimeoutError:
+            return self._timed_out()
+        except ConfigError:
+            raise  # a wiring mistake (unknown role, bad tool): no retry can fix it
+        except VoteFailed as err:
+            return err
+        except Exception as err:  # an MdapError, or a bug in a tool or a backend: this attempt's failure
+            return f"{type(err).__name__}: {err}"
+
+    def _timed_out(self) -> str:
+        return f"timed out after {self.policy.subtask_timeout_s:g}s (raise subtask_timeout_s or split the subtask)"
+
+    async def _back_off(self, s: Subtask, attempt: int, error: str) -> None:
+        """Before retrying ``s``: say so, then wait the policy's exponential backoff."""
+        policy = self.policy
+        if self.events.active:
+            self.events.emit("subtask_retried", id=s.id, attempt=attempt, error=error[:500])
+        delay = min(policy.backoff_s * policy.backoff_factor ** (attempt - 1), policy.max_backoff_s)
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def _split(self, node: _Node) -> None:
         assert self.expander is not None
@@ -326,7 +299,7 @@ class Execution:
             self._finish(node, SubtaskResult(s.id, s.role, "failed", error=error))
             return
         if persist:
-            self.store.put(self.thread, node.fp, {"status": "expanded", "plan": sub.model_dump()})
+            self.store.put(self.thread, node.fp, sub)
         prefix = s.id + "/"
         ready = self._add(sub.subtasks, prefix=prefix, depth=node.depth + 1, parent=node, outer_deps=s.depends_on)
         node.sinks_left = len(sub.sinks())
@@ -339,10 +312,8 @@ class Execution:
         sid = node.subtask.id
         self.results[sid] = result
         self.pending -= 1
-        if persist and result.ok:
-            record = result.to_record()
-            self.records[sid] = record
-            self.store.put(self.thread, node.fp, record)
+        if persist and (result.ok or result.children is None):  # a failed split keeps its sub-plan for a resume
+            self.store.put(self.thread, node.fp, result)
         events = self.events
         if events.active:
             events.emit(

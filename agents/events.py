@@ -42,15 +42,18 @@ class Event:
         kind: one of :data:`EVENT_KINDS`.
         data: JSON-able details (ids, answers cut short, counts).
         time: ``time.time()`` when it happened.
+        thread: the thread id of the run it happened in (listeners of a pipeline hear all its runs).
     """
 
     kind: str
     data: dict[str, Any]
     time: float
+    thread: str = ""
 
     def to_json(self) -> str:
-        """One JSON line: ``{"kind": ..., "time": ..., **data}``."""
-        return json.dumps({"kind": self.kind, "time": round(self.time, 6), **self.data}, default=str)
+        """One JSON line: ``{"kind": ..., "time": ..., "thread": ..., **data}``."""
+        head = {"kind": self.kind, "time": round(self.time, 6), "thread": self.thread}
+        return json.dumps({**head, **self.data}, default=str)
 
 
 Listener = Callable[[Event], None]
@@ -59,12 +62,13 @@ Listener = Callable[[Event], None]
 class EventBus:
     """Delivers events to listeners, each subscribed to some kinds or to all (``"*"``)."""
 
-    __slots__ = ("_all", "_by_kind", "active")
+    __slots__ = ("_all", "_by_kind", "active", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, *, thread: str = "") -> None:
         self._all: list[Listener] = []
         self._by_kind: dict[str, list[Listener]] = {}
         self.active = False
+        self.thread = thread
 
     def on(self, kind: str, listener: Listener) -> None:
         """Call ``listener`` for every event of ``kind`` (``"*"`` for all).
@@ -89,16 +93,17 @@ class EventBus:
         targets = self._by_kind.get(kind)
         if not self._all and not targets:
             return
-        event = Event(kind, data, time.time())
+        event = Event(kind, data, time.time(), self.thread)
         for listener in self._all:
             listener(event)
         if targets:
             for listener in targets:
                 listener(event)
 
-    def copy(self) -> EventBus:
-        """A bus with the same listeners (more can be added to it without touching this one)."""
-        bus = EventBus()
+    def copy(self, *, thread: str | None = None) -> EventBus:
+        """A bus with the same listeners (more can be added to it without touching this one), whose events name
+        ``thread`` (default: this bus's)."""
+        bus = EventBus(thread=self.thread if thread is None else thread)
         bus._all = list(self._all)
         bus._by_kind = {k: list(v) for k, v in self._by_kind.items()}
         bus.active = self.active

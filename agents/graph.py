@@ -1,15 +1,16 @@
 """The macro flow as a LangGraph StateGraph: plan -> approve -> execute -> (replan -> approve -> execute | finish).
 
 Each node is one super-step, so a run costs a handful of super-steps however many subtasks its plan has: the
-subtasks run inside ``execute`` (see :mod:`mdap.agents.coordinator`). Per-run objects (planner, step runner,
-store, events) reach the nodes through LangGraph's run context, never through the checkpointed state, which
-holds only JSON-able data: the task, the plan, the results, the failures.
+subtasks run inside ``execute`` (see :mod:`mdap.agents.coordinator`). The checkpointed state holds ids and
+status only (the task's fingerprint, the plan's number, result fingerprints); the typed values (the task, the
+plans, the results) stay in the run's :class:`RunContext` and its result store, which the compiled pipeline
+makes for each run and LangGraph hands every node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from inspect import isawaitable
 from typing import Any, Literal, TypedDict
 
@@ -21,10 +22,9 @@ from mdap.errors import ConfigError, PlanError
 from mdap.planners import Expander, FailureNote, Plan, Planner, ReplanContext, Task, validate_plan
 
 from ._store import ResultStore
-from .coordinator import CoordinatorPolicy, Execution, SubtaskResult
-from .events import EventBus
-from .results import add_spent
-from .work import SubtaskRunner
+from .coordinator import CoordinatorPolicy, Execution
+from .results import SubtaskResult, add_spent
+from .work import RunScope, SubtaskRunner
 
 __all__ = ["Approval", "RunContext", "RunState", "build_graph"]
 
@@ -33,62 +33,69 @@ Approval = Callable[[Plan], "bool | Plan | Awaitable[bool | Plan]"]
 
 
 class RunState(TypedDict, total=False):
-    """The checkpointed state of a run (JSON-able)."""
+    """The checkpointed state of a run: ids and status (the values they name are in the result store)."""
 
-    task: dict[str, Any]
-    plan: dict[str, Any] | None
-    results: dict[str, dict[str, Any]]
-    failures: list[dict[str, Any]]
+    task: str
+    """The task's fingerprint (a resume must give the same task)."""
+    plan: int
+    """The number of the current plan in the store (0 for the first; replans and edits count up)."""
+    results: dict[str, str]
+    """The last execute pass: subtask id -> fingerprint of its result in the store."""
+    failed: list[str]
     not_run: list[str]
     replans: int
-    spent: dict[str, dict[str, Any]]
     status: str
-    answer: str | None
     error: str | None
 
 
 @dataclass
 class RunContext:
-    """Everything a run's nodes need that is not state (LangGraph passes it as the run context)."""
+    """One run: the typed values its nodes share, besides the checkpointed ids (made per ``run()``)."""
 
+    task: Task
     planner: Planner
     roles: Mapping[str, str]
     runner: SubtaskRunner
     policy: CoordinatorPolicy
     store: ResultStore
-    thread: str
-    events: EventBus
+    scope: RunScope
     approval: Approval | Literal["human"] | None = None
-    _plans: dict[int, tuple[dict[str, Any], Plan]] = field(default_factory=dict)
-    last: tuple[dict[str, Any], dict[str, SubtaskResult]] | None = None
-    """The last execute pass's state records and the results they came from (to skip rebuilding them)."""
+    spent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What each role spent over the run's execute passes, earlier sessions included."""
+    results: dict[str, SubtaskResult] | None = None
+    """The last execute pass's results, when this session ran it (else read back from the store)."""
+    answer: str | None = None
 
-    def plan_of(self, data: dict[str, Any] | None) -> Plan:
-        """``Plan.model_validate(data)``, cached for the very dict a node returned (no checkpoint round trip):
-        validating a 10,000-subtask plan costs ~60 ms, and several nodes read the plan."""
-        if data is None:
+    def plan(self, state: RunState) -> Plan:
+        """The run's current plan."""
+        if "plan" not in state:
             raise PlanError("the run has no plan yet")
-        hit = self._plans.get(id(data))
-        if hit is not None and hit[0] is data:
-            return hit[1]
-        plan = Plan.model_validate(data)
-        self._plans[id(data)] = (data, plan)  # holds the dict, so its id is not reused while cached
-        return plan
+        return self.store.plan(self.scope.thread, state["plan"])
 
-    def dump(self, plan: Plan) -> dict[str, Any]:
-        """``plan.model_dump()``, remembered so :meth:`plan_of` finds it without validating again."""
-        data = plan.model_dump()
-        self._plans[id(data)] = (data, plan)
-        return data
+    def keep(self, plan: Plan, state: RunState) -> int:
+        """Put a new plan in the store; its number, for the state."""
+        number = state.get("plan", -1) + 1
+        self.store.put_plan(self.scope.thread, number, plan)
+        return number
+
+    def pass_results(self, state: RunState) -> dict[str, SubtaskResult]:
+        """The last execute pass's results (read back from the store when an earlier session ran it)."""
+        if self.results is None:
+            done = self.store.load(self.scope.thread)
+            self.results = {}
+            for sid, fp in (state.get("results") or {}).items():
+                r = done.get(fp)
+                if isinstance(r, SubtaskResult):
+                    self.results[sid] = replace(r, id=sid, cached=True)
+        return self.results
 
 
 async def _plan(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
-    task = Task.model_validate(state["task"])
-    plan = validate_plan(await ctx.planner.plan(task, ctx.roles), ctx.roles, max_subtasks=ctx.policy.max_pending)
-    if ctx.events.active:
-        ctx.events.emit("plan_created", plan=plan.model_dump(), subtasks=len(plan.subtasks))
-    return {"plan": ctx.dump(plan), "replans": 0, "status": "planned", "results": {}, "failures": []}
+    plan = validate_plan(await ctx.planner.plan(ctx.task, ctx.roles), ctx.roles, max_subtasks=ctx.policy.max_pending)
+    if ctx.scope.events.active:
+        ctx.scope.events.emit("plan_created", plan=plan.model_dump(), subtasks=len(plan.subtasks))
+    return {"plan": ctx.keep(plan, state), "replans": 0, "status": "planned", "results": {}, "failed": []}
 
 
 async def _approve(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -96,7 +103,7 @@ async def _approve(state: RunState, runtime: Runtime[RunContext]) -> dict[str, A
     approval = ctx.approval
     if approval is None:
         return {"status": "approved"}
-    plan = ctx.plan_of(state["plan"])
+    plan = ctx.plan(state)
     verdict: Any
     if approval == "human":
         verdict = interrupt({"plan": plan.model_dump(), "replans": state.get("replans", 0)})
@@ -106,97 +113,94 @@ async def _approve(state: RunState, runtime: Runtime[RunContext]) -> dict[str, A
         verdict = approval(plan)
         if isawaitable(verdict):
             verdict = await verdict
+    update: dict[str, Any] = {}
     if isinstance(verdict, Plan):
-        plan = validate_plan(verdict, ctx.roles, max_subtasks=ctx.policy.max_pending)
+        update["plan"] = ctx.keep(validate_plan(verdict, ctx.roles, max_subtasks=ctx.policy.max_pending), state)
         verdict = True
     if not isinstance(verdict, bool):
         raise ConfigError(f"an approval must answer True, False or a Plan, got {type(verdict).__name__}")
-    if ctx.events.active:
-        ctx.events.emit("plan_approved", approved=verdict)
-    return {"status": "approved" if verdict else "rejected", "plan": ctx.dump(plan)}
+    if ctx.scope.events.active:
+        ctx.scope.events.emit("plan_approved", approved=verdict)
+    return {**update, "status": "approved" if verdict else "rejected"}
 
 
 async def _execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
-    plan = ctx.plan_of(state["plan"])
     policy = ctx.policy
-    replans = state.get("replans", 0)
-    can_replan = replans < policy.max_replans
-    expander = ctx.planner if isinstance(ctx.planner, Expander) else None
     execution = Execution(
-        task=Task.model_validate(state["task"]),
-        plan=plan,
+        task=ctx.task,
+        plan=ctx.plan(state),
         runner=ctx.runner,
         policy=policy,
         store=ctx.store,
-        thread=ctx.thread,
-        events=ctx.events,
-        expander=expander,
+        scope=ctx.scope,
+        expander=ctx.planner if isinstance(ctx.planner, Expander) else None,
         roles=ctx.roles,
-        stop_on_failure=can_replan or policy.on_failure == "halt",
+        stop_on_failure=state.get("replans", 0) < policy.max_replans or policy.on_failure == "halt",
     )
     outcome = await execution.run()
-    spent = add_spent(state.get("spent") or {}, outcome.results.values())
-    by_id = plan.by_id()
-    failures = []
-    for sid in outcome.failed:
-        r = outcome.results[sid]
-        top = by_id.get(sid.split("/", 1)[0])
-        instruction = by_id[sid].instruction if sid in by_id else (top.instruction if top else "")
-        failures.append(FailureNote(id=sid, instruction=instruction, role=r.role, error=r.error or "").model_dump())
-    records = execution.records
-    results = {sid: records.get(sid) or r.to_record() for sid, r in outcome.results.items()}
-    ctx.last = (results, outcome.results)
+    ctx.results = outcome.results
+    ctx.spent = add_spent(ctx.spent, outcome.results.values())
+    ctx.store.put_spent(ctx.scope.thread, ctx.spent)
     return {
-        "results": results,
-        "failures": failures,
+        "results": {sid: execution.nodes[sid].fp for sid in outcome.results},
+        "failed": outcome.failed,
         "not_run": outcome.not_run,
-        "spent": spent,
         "status": "executed",
     }
 
 
+def _failures(plan: Plan, results: Mapping[str, SubtaskResult], failed: list[str]) -> list[FailureNote]:
+    """What the planner is told of each failed subtask (a nested one by its top-level subtask's instruction)."""
+    by_id = plan.by_id()
+    notes = []
+    for sid in failed:
+        top = by_id.get(sid.split("/", 1)[0])
+        subtask = by_id.get(sid, top)
+        r = results.get(sid)
+        role = r.role if r is not None else (subtask.role if subtask else "")
+        error = (r.error if r is not None else None) or ""
+        notes.append(FailureNote(id=sid, instruction=subtask.instruction if subtask else "", role=role, error=error))
+    return notes
+
+
 async def _replan(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
-    previous = ctx.plan_of(state["plan"])
-    results = state.get("results", {})
-    completed = {sid: (r.get("answer") or "")[:300] for sid, r in results.items() if r["status"] == "ok"}
+    previous = ctx.plan(state)
+    results = ctx.pass_results(state)
     attempt = state.get("replans", 0) + 1
     context = ReplanContext(
         previous=previous,
-        failures=[FailureNote.model_validate(f) for f in state.get("failures", [])],
-        completed={sid: a for sid, a in completed.items() if "/" not in sid},
+        failures=_failures(previous, results, state.get("failed", [])),
+        completed={sid: (r.answer or "")[:300] for sid, r in results.items() if r.ok and "/" not in sid},
         attempt=attempt,
     )
     try:
-        plan = await ctx.planner.plan(Task.model_validate(state["task"]), ctx.roles, context)
+        plan = await ctx.planner.plan(ctx.task, ctx.roles, context)
         plan = validate_plan(plan, ctx.roles, max_subtasks=ctx.policy.max_pending)
     except PlanError as err:
         return {"replans": attempt, "status": "replan_failed", "error": f"replan {attempt} failed: {err}"}
-    if ctx.events.active:
-        ctx.events.emit(
-            "replanned", attempt=attempt, failed=[f["id"] for f in state.get("failures", [])], plan=plan.model_dump()
-        )
-    return {"plan": ctx.dump(plan), "replans": attempt, "status": "replanned"}
+    if ctx.scope.events.active:
+        ctx.scope.events.emit("replanned", attempt=attempt, failed=state.get("failed", []), plan=plan.model_dump())
+    return {"plan": ctx.keep(plan, state), "replans": attempt, "status": "replanned"}
 
 
 async def _finish(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    status = state.get("status")
-    if status == "rejected":
-        return {"status": "rejected", "answer": None, "error": "the plan was not approved"}
-    plan = runtime.context.plan_of(state["plan"])
-    results = state.get("results", {})
-    failures = state.get("failures", [])
-    sinks = plan.sinks()
-    bad = [s for s in sinks if results.get(s, {}).get("status") != "ok"]
+    ctx = runtime.context
+    if state.get("status") == "rejected":
+        return {"status": "rejected", "error": "the plan was not approved"}
+    results = ctx.pass_results(state)
+    failed = state.get("failed", [])
+    sinks = ctx.plan(state).sinks()
     error = state.get("error")
-    if bad or state.get("not_run"):
-        reasons = [f"{f['id']}: {f['error'][:300]}" for f in failures[:5]]
+    if state.get("not_run") or any(s not in results or not results[s].ok for s in sinks):
+        reasons = [f"{sid}: {(results[sid].error or '') if sid in results else ''}"[:300] for sid in failed[:5]]
         msg = "subtasks failed: " + "; ".join(reasons) if reasons else "the run stopped before every subtask ran"
-        return {"status": "failed", "answer": None, "error": f"{error}; {msg}" if error else msg}
-    answers = [results[s]["answer"] for s in sinks]
-    answer = answers[0] if len(answers) == 1 else "\n".join(f"[{s}] {a}" for s, a in zip(sinks, answers, strict=True))
-    return {"status": "partial" if failures else "ok", "answer": answer, "error": error}
+        return {"status": "failed", "error": f"{error}; {msg}" if error else msg}
+    answers = [results[s].answer or "" for s in sinks]
+    lines = (f"[{s}] {a}" for s, a in zip(sinks, answers, strict=True))
+    ctx.answer = answers[0] if len(answers) == 1 else "\n".join(lines)
+    return {"status": "partial" if failed else "ok", "error": error}
 
 
 # Routers are async: LangGraph runs sync functions in a thread pool, which costs a thread hand-off per call.
@@ -205,7 +209,7 @@ async def _after_approve(state: RunState) -> str:
 
 
 async def _after_execute(state: RunState, runtime: Runtime[RunContext]) -> str:
-    if state.get("failures") and state.get("replans", 0) < runtime.context.policy.max_replans:
+    if state.get("failed") and state.get("replans", 0) < runtime.context.policy.max_replans:
         return "replan"
     return "finish"
 

@@ -32,7 +32,7 @@ from .results import RunResult
 from .roles import WorkerRole, default_voter
 from .tools import Tool
 from .work import LocalRunner, SubtaskRunner
-from .worker import Meter, Worker
+from .worker import Worker
 
 __all__ = ["DEFAULT_CHECKPOINT", "CompiledPipeline", "Pipeline", "RunnerFactory"]
 
@@ -143,40 +143,14 @@ class Pipeline:
             raise ConfigError("a pipeline needs at least one role: .role('worker', description=...)")
         if self.model is not None and not isinstance(self.model, ChatModel):
             raise ConfigError(f"model must be a ChatModel (an object with async sample()), got {type(self.model)}")
-        workers: dict[str, Worker] = {}
-        for role in self._roles.values():
-            model = role.model or self.model
-            if model is None:
-                raise ConfigError(f"role {role.name!r} has no model and the pipeline has no default model")
-            if not isinstance(model, ChatModel):
-                raise ConfigError(f"role {role.name!r}: model must be a ChatModel, got {type(model).__name__}")
-            for tool in role.tools:
-                if not isinstance(tool, Tool):
-                    raise ConfigError(f"role {role.name!r}: tools must be mdap.agents.Tool, got {type(tool).__name__}")
-            voter = role.voter or default_voter()
-            if not callable(getattr(voter, "decide", None)):
-                raise ConfigError(f"role {role.name!r}: voter must have decide(model, messages, parse)")
-            if role.adapter is not None and dataclasses.is_dataclass(voter) and getattr(voter, "adapter", 1) is None:
-                voter = dataclasses.replace(voter, adapter=role.adapter)
-            workers[role.name] = Worker(role, model, voter, self._events)
-        planner = self._planner
-        if planner is None:
-            if self.model is None:
-                raise ConfigError("set a planner (.planner(...)) or a default model for the LLMPlanner")
-            planner = LLMPlanner(self.model)
-        if not callable(getattr(planner, "plan", None)):
-            raise ConfigError(f"the planner must have async plan(task, roles, context), got {type(planner).__name__}")
-        fixed = getattr(planner, "plan_fn", None)
-        if isinstance(fixed, Plan):  # a plan written in code: check its roles now, not at the first run
-            validate_plan(fixed, self._roles, max_subtasks=self._policy.max_pending)
-        planner, meter = _metered(planner)
+        workers = {name: self._worker(role) for name, role in self._roles.items()}
+        planner = self._checked_planner()
         if self._approval == "human" and self._checkpoint is None:
             raise ConfigError("approval='human' pauses the run in a checkpoint: set .checkpoint(path)")
         runner = self._runner(workers) if self._runner is not None else LocalRunner(workers)
         self._compiled = CompiledPipeline(
             name=self.name,
             planner=planner,
-            planner_meter=meter,
             roles={r.name: r.description for r in self._roles.values()},
             workers=workers,
             runner=runner,
@@ -188,6 +162,37 @@ class Pipeline:
         )
         return self._compiled
 
+    def _worker(self, role: WorkerRole) -> Worker:
+        """The compiled worker of ``role``: its model (or the pipeline's), its tools, its voter with its adapter."""
+        model = role.model or self.model
+        if model is None:
+            raise ConfigError(f"role {role.name!r} has no model and the pipeline has no default model")
+        if not isinstance(model, ChatModel):
+            raise ConfigError(f"role {role.name!r}: model must be a ChatModel, got {type(model).__name__}")
+        for tool in role.tools:
+            if not isinstance(tool, Tool):
+                raise ConfigError(f"role {role.name!r}: tools must be mdap.agents.Tool, got {type(tool).__name__}")
+        voter = role.voter or default_voter()
+        if not callable(getattr(voter, "decide", None)):
+            raise ConfigError(f"role {role.name!r}: voter must have decide(model, messages, parse)")
+        if role.adapter is not None and dataclasses.is_dataclass(voter) and getattr(voter, "adapter", 1) is None:
+            voter = dataclasses.replace(voter, adapter=role.adapter)
+        return Worker(role, model, voter)
+
+    def _checked_planner(self) -> Planner:
+        """The planner (default: an LLMPlanner of the pipeline's model); a plan written in code is validated now."""
+        planner = self._planner
+        if planner is None:
+            if self.model is None:
+                raise ConfigError("set a planner (.planner(...)) or a default model for the LLMPlanner")
+            planner = LLMPlanner(self.model)
+        if not callable(getattr(planner, "plan", None)):
+            raise ConfigError(f"the planner must have async plan(task, roles, context), got {type(planner).__name__}")
+        fixed = getattr(planner, "plan_fn", None)
+        if isinstance(fixed, Plan):  # a plan written in code: check its roles now, not at the first run
+            validate_plan(fixed, self._roles, max_subtasks=self._policy.max_pending)
+        return planner
+
     async def run(self, task: str | Task, **kwargs: Any) -> RunResult:
         """Compile (once) and run; see :meth:`CompiledPipeline.run`."""
         return await (self._compiled or self.compile()).run(task, **kwargs)
@@ -195,16 +200,3 @@ class Pipeline:
     def run_sync(self, task: str | Task, **kwargs: Any) -> RunResult:
         """Compile (once) and run to completion from synchronous code."""
         return (self._compiled or self.compile()).run_sync(task, **kwargs)
-
-
-def _metered(planner: Planner) -> tuple[Planner, Meter | None]:
-    """Wrap the model of an LLM-backed planner (also inside a RecursivePlanner) in a Meter for the report."""
-    if dataclasses.is_dataclass(planner) and not isinstance(planner, type):
-        names = {f.name for f in dataclasses.fields(planner)}
-        if "model" in names and isinstance(getattr(planner, "model", None), ChatModel):
-            meter = Meter(planner.model)
-            return dataclasses.replace(planner, model=meter), meter
-        if "inner" in names:
-            inner, meter = _metered(planner.inner)
-            return dataclasses.replace(planner, inner=inner), meter
-    return planner, None

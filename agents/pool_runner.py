@@ -8,13 +8,12 @@ same pipeline and calls :func:`register_pipeline_kind`, loaded with ``mdap worke
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mdap.pool import KINDS, KindRegistry, RedisPool, StepKind
 
-from .work import LocalRunner, WorkItem, WorkOutput
+from .work import LocalRunner, RunScope, WorkItem, WorkOutput
 
 if TYPE_CHECKING:
     from .pipeline import CompiledPipeline, Pipeline, RunnerFactory
@@ -37,11 +36,13 @@ class PoolRunner:
     def __init__(self, pool: RedisPool, *, kind: str = PIPELINE_KIND) -> None:
         self.pool = pool
         self.kind = kind
-        self.session = uuid.uuid4().hex[:12]
 
-    async def __call__(self, item: WorkItem) -> WorkOutput:
-        """Run ``item`` on a worker of its role; a failure on the worker raises PoolError (a failed attempt)."""
-        work_id = f"{self.session}:{item.id}:{item.attempt}"
+    async def __call__(self, item: WorkItem, scope: RunScope) -> WorkOutput:
+        """Run ``item`` on a worker of its role; a failure on the worker raises PoolError (a failed attempt).
+
+        The work id names the run (``scope.run_id``), so two runs of one pipeline never share a result.
+        """
+        work_id = f"{scope.run_id}:{item.id}:{item.attempt}"
         output = await self.pool.run_work(self.kind, work_id, item.to_dict(), role=item.role)
         return WorkOutput.from_dict(output)
 
@@ -61,8 +62,9 @@ def register_pipeline_kind(
     """Let this process's pool workers run ``pipeline``'s subtasks (on its own compiled workers)."""
     compiled = pipeline.compile() if hasattr(pipeline, "compile") else pipeline
     local = LocalRunner(compiled.workers)
+    quiet = RunScope()  # a worker process does not forward events: the coordinator's run emits its own
 
     async def work(data: Mapping[str, Any]) -> dict[str, Any]:
-        return (await local(WorkItem.from_dict(data))).to_dict()
+        return (await local(WorkItem.from_dict(data), quiet)).to_dict()
 
     registry.register(kind, lambda params: StepKind(work=work))

@@ -2,7 +2,9 @@
 
 Both are plain, JSON-able records (``to_dict``/``from_dict``), so the step that turns one into the other can run
 in this process (the default: :class:`LocalRunner`) or on a worker pool in other processes: a pool is any
-async callable ``WorkItem -> WorkOutput`` (see :class:`SubtaskRunner`).
+async callable ``(WorkItem, RunScope) -> WorkOutput`` (see :class:`SubtaskRunner`). The :class:`RunScope` is the
+run's own context (its id, thread and events), passed with each item, never kept in the shared runner or workers,
+so concurrent runs of one compiled pipeline do not see each other's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from mdap.errors import ConfigError
 from mdap.usage import FIELDS as USAGE_FIELDS
 from mdap.usage import Usage
 
-__all__ = ["Artifact", "LocalRunner", "SubtaskRunner", "WorkItem", "WorkOutput"]
+from .events import EventBus
+
+__all__ = ["Artifact", "LocalRunner", "RunScope", "SubtaskRunner", "WorkItem", "WorkOutput"]
 
 
 @dataclass(slots=True)
@@ -99,6 +103,21 @@ class WorkOutput:
         return cls(**rest, usage=Usage.from_json(data))
 
 
+@dataclass(slots=True, frozen=True)
+class RunScope:
+    """One run's own context, handed down with each work item (made per ``run()``, never stored in shared objects).
+
+    Attributes:
+        run_id: unique per ``run()`` call (a pool names its work by it, so two runs never share a result).
+        thread: the run's thread id (its checkpoint key).
+        events: the run's event bus: the pipeline's listeners and this run's trace.
+    """
+
+    run_id: str = ""
+    thread: str = ""
+    events: EventBus = field(default_factory=EventBus)
+
+
 class SubtaskRunner(Protocol):
     """Executes one work item somewhere: in process (:class:`LocalRunner`) or on a pool.
 
@@ -106,8 +125,8 @@ class SubtaskRunner(Protocol):
     for a failed attempt: the coordinator retries it with backoff, then replans or applies its failure policy.
     """
 
-    async def __call__(self, item: WorkItem) -> WorkOutput:
-        """Run ``item`` and return its output."""
+    async def __call__(self, item: WorkItem, scope: RunScope) -> WorkOutput:
+        """Run ``item`` for the run ``scope`` and return its output."""
         ...
 
 
@@ -115,7 +134,7 @@ class _RunsItems(Protocol):
     """What a LocalRunner runs items on: a :class:`~mdap.agents.worker.Worker` (named by shape, so this module
     stays below the worker's)."""
 
-    async def run(self, item: WorkItem) -> WorkOutput: ...
+    async def run(self, item: WorkItem, events: EventBus | None = None) -> WorkOutput: ...
 
 
 class LocalRunner:
@@ -124,8 +143,8 @@ class LocalRunner:
     def __init__(self, workers: Mapping[str, _RunsItems]) -> None:
         self.workers = dict(workers)
 
-    async def __call__(self, item: WorkItem) -> WorkOutput:
-        """Run ``item`` on the worker of its role.
+    async def __call__(self, item: WorkItem, scope: RunScope) -> WorkOutput:
+        """Run ``item`` on the worker of its role, its events going to the run's bus.
 
         Raises:
             ConfigError: no worker for the item's role.
@@ -133,4 +152,4 @@ class LocalRunner:
         worker = self.workers.get(item.role)
         if worker is None:
             raise ConfigError(f"no worker for role {item.role!r}; known roles: {', '.join(sorted(self.workers))}")
-        return await worker.run(item)
+        return await worker.run(item, scope.events)

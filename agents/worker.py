@@ -57,6 +57,8 @@ _SPLIT_PROTOCOL = """
 
 _SPACE = re.compile(r"\s+")
 
+_QUIET = EventBus()  # no listeners: emits nothing
+
 Action = tuple[str, Any]
 """A voted reply: ("answer", text), ("tools", ((name, canonical JSON arguments), ...)) or ("too_big", "")."""
 
@@ -125,14 +127,14 @@ class Worker:
         role: the role.
         model: the role's model (the pipeline resolves the default).
         voter: the role's voter (with the role's adapter applied).
-        events: where vote_decided and red_flag events go.
+
+    A compiled pipeline's workers are shared by its runs: each run passes its own events to :meth:`run`.
     """
 
-    def __init__(self, role: WorkerRole, model: ChatModel, voter: Voter, events: EventBus | None = None) -> None:
+    def __init__(self, role: WorkerRole, model: ChatModel, voter: Voter) -> None:
         self.role = role
         self.model = model
         self.voter = voter
-        self.events = events or EventBus()
         self.tools: dict[str, Tool] = {t.name: t for t in role.tools}
         self._specs = [t.spec() for t in role.tools]
         base = (role.system_prompt.strip() + "\n\n" if role.system_prompt.strip() else "") + WORKER_PROTOCOL
@@ -156,8 +158,11 @@ class Worker:
             user += "\n\nResults of the subtasks this one depends on:\n" + "\n".join(lines)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    async def run(self, item: WorkItem) -> WorkOutput:
+    async def run(self, item: WorkItem, events: EventBus | None = None) -> WorkOutput:
         """Execute ``item``: vote each reply, run decided tool calls, return the voted answer.
+
+        ``events`` (the run's bus) gets a ``vote_decided`` event per vote and a ``red_flag`` event per vote with
+        red flags; None = no events.
 
         Raises:
             VoteFailed: a reply could not be decided within the voter's sample cap.
@@ -166,7 +171,7 @@ class Worker:
         """
         meter = Meter(self.model)
         out = WorkOutput(answer=None)
-        events = self.events
+        events = events or _QUIET
         given = self._passed_through(item)
         if given is not None:
             out.answer = given

@@ -30,6 +30,7 @@ from mdap.agents import (
     Limits,
     LocalRunner,
     Pipeline,
+    RunScope,
     Sandbox,
     Tool,
     Worker,
@@ -196,9 +197,9 @@ class _MasaiRunner:
         self.opts = opts
         self.scratch = scratch
 
-    async def __call__(self, item: WorkItem) -> WorkOutput:
+    async def __call__(self, item: WorkItem, scope: RunScope) -> WorkOutput:
         if item.role != "ranker":
-            return await self.local(item)
+            return await self.local(item, scope)
         targets: list[str] = []
         fixes: list[tuple[str, str | None]] = []
         for art in item.artifacts:

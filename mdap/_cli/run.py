@@ -112,10 +112,11 @@ async def _main(args: argparse.Namespace) -> int:
             pipeline.on("*", progress)
         approve = None if args.approve is None else args.approve == "yes"
         outputs = _pipeline_outputs(pipeline)  # a factory's own checkpoint and trace too, before the first sample
-        rerun = RERUN if pipeline.compile().checkpoint is not None else "free space and run again"
+        compiled = pipeline.compile()
+        rerun = RERUN if compiled.checkpoint is not None else "free space and run again"
         try:
             with guard_outputs(*outputs, rerun=rerun):
-                result = await pipeline.run(task, thread_id=args.thread, resume=args.resume, approve=approve)
+                result = await compiled.run(task, thread_id=args.thread, resume=args.resume, approve=approve)
         finally:
             if progress is not None:
                 progress.close()
