@@ -30,14 +30,12 @@ from .checkpoint import Checkpoint, Counters, RunLock, TraceWriter, lock_path, s
 from .microstep import Chain, Microstep
 from .pool.base import Pool, PoolSession
 from .pool.local import LocalPool
-from .report import ModuleStats, RunReport
+from .report import MAX_ERROR_MESSAGES, RunReport, combine_reports
 
-__all__ = ["Executor", "combine_reports", "run_path"]
+__all__ = ["Executor", "run_path"]
 
 S = TypeVar("S")
 A = TypeVar("A")
-
-_MAX_ERROR_MESSAGES = 10
 
 
 class Executor(Generic[S, A]):
@@ -163,7 +161,7 @@ class Executor(Generic[S, A]):
         requests share the model, so one client's connection pool and concurrency cap serve them all.
 
         Returns:
-            The summed report (:func:`combine_reports`): wall time is the batch's, steps per second the
+            The summed report (:func:`~mdap.report.combine_reports`): wall time is the batch's, steps per second the
             aggregate rate, ``modules`` holds each run's figures (``run0``, ``run1``, ...).
 
         Raises:
@@ -298,7 +296,7 @@ class _Tally:
         self.verifier_errors += 1
         if self.first_error is None:
             self.first_error = step
-        if len(self.messages) < _MAX_ERROR_MESSAGES:
+        if len(self.messages) < MAX_ERROR_MESSAGES:
             self.messages.append(f"step {step}: {problem}")
 
 
@@ -431,35 +429,3 @@ def _regular_or_new(path: Path) -> bool:
 def run_path(path: Path, run: int) -> Path:
     """The file of run ``run`` of a batch (:meth:`Executor.run_many`): ``trace.jsonl`` -> ``trace.run0.jsonl``."""
     return path.with_name(f"{path.stem}.run{run}{path.suffix}")
-
-
-def combine_reports(reports: Sequence[RunReport], wall_seconds: float) -> RunReport:
-    """One report for runs made at the same time: counts summed, ``wall_seconds`` the batch's, each run's
-    figures under ``modules["run<i>"]``, errors and failures prefixed with their run."""
-    first = reports[0]
-    failures = [f"run {i}: {r.failure}" for i, r in enumerate(reports) if r.failure]
-    failed = next((r for r in reports if r.failure_tally), None)
-    rejected = [r.verifier_errors for r in reports if r.verifier_errors is not None]
-    ks = {r.k for r in reports}
-    expected = {r.expected_samples_per_step for r in reports}
-    usage = Usage.zero()
-    for r in reports:
-        usage += r.usage
-    return RunReport(
-        task=first.task if all(r.task == first.task for r in reports) else ",".join(r.task for r in reports),
-        total_steps=sum(r.total_steps for r in reports),
-        steps=sum(r.steps for r in reports),
-        completed=all(r.completed for r in reports),
-        verifier_errors=sum(rejected) if rejected else None,
-        first_error_step=next((r.first_error_step for r in reports if r.first_error_step is not None), None),
-        error_messages=[f"run {i}: {m}" for i, r in enumerate(reports) for m in r.error_messages][:_MAX_ERROR_MESSAGES],
-        usage=usage,
-        contested_steps=sum(r.contested_steps for r in reports),
-        wall_seconds=wall_seconds,
-        k=ks.pop() if len(ks) == 1 else None,
-        calibration=first.calibration,
-        expected_samples_per_step=expected.pop() if len(expected) == 1 else None,
-        modules={f"run{i}": ModuleStats(steps=r.steps, usage=r.usage) for i, r in enumerate(reports)},
-        failure="; ".join(failures) or None,
-        failure_tally=failed.failure_tally if failed else None,
-    )

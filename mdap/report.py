@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,10 @@ from mdap._outputs import write_atomic
 from mdap._redact import redact_data
 from mdap.usage import FIELDS, Usage
 
-__all__ = ["ModuleStats", "RunReport", "UsageModel"]
+__all__ = ["MAX_ERROR_MESSAGES", "ModuleStats", "RunReport", "UsageModel", "combine_reports"]
+
+MAX_ERROR_MESSAGES = 10
+"""Verifier messages a chain's report keeps (the first ones)."""
 
 
 class UsageModel(BaseModel):
@@ -125,3 +128,35 @@ class RunReport(UsageModel):
         import json
 
         write_atomic(path, json.dumps(self.summary_dict(), indent=2) + "\n")
+
+
+def combine_reports(reports: Sequence[RunReport], wall_seconds: float) -> RunReport:
+    """One report for runs made at the same time: counts summed, ``wall_seconds`` the batch's, each run's
+    figures under ``modules["run<i>"]``, errors and failures prefixed with their run."""
+    first = reports[0]
+    failures = [f"run {i}: {r.failure}" for i, r in enumerate(reports) if r.failure]
+    failed = next((r for r in reports if r.failure_tally), None)
+    rejected = [r.verifier_errors for r in reports if r.verifier_errors is not None]
+    ks = {r.k for r in reports}
+    expected = {r.expected_samples_per_step for r in reports}
+    usage = Usage.zero()
+    for r in reports:
+        usage += r.usage
+    return RunReport(
+        task=first.task if all(r.task == first.task for r in reports) else ",".join(r.task for r in reports),
+        total_steps=sum(r.total_steps for r in reports),
+        steps=sum(r.steps for r in reports),
+        completed=all(r.completed for r in reports),
+        verifier_errors=sum(rejected) if rejected else None,
+        first_error_step=next((r.first_error_step for r in reports if r.first_error_step is not None), None),
+        error_messages=[f"run {i}: {m}" for i, r in enumerate(reports) for m in r.error_messages][:MAX_ERROR_MESSAGES],
+        usage=usage,
+        contested_steps=sum(r.contested_steps for r in reports),
+        wall_seconds=wall_seconds,
+        k=ks.pop() if len(ks) == 1 else None,
+        calibration=first.calibration,
+        expected_samples_per_step=expected.pop() if len(expected) == 1 else None,
+        modules={f"run{i}": ModuleStats(steps=r.steps, usage=r.usage) for i, r in enumerate(reports)},
+        failure="; ".join(failures) or None,
+        failure_tally=failed.failure_tally if failed else None,
+    )
