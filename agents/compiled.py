@@ -101,34 +101,38 @@ class CompiledPipeline:
         """
         task = Task(text=task) if isinstance(task, str) else task
         key = hashlib.sha256(task.model_dump_json().encode()).hexdigest()
-        thread = thread_id or "task-" + key[:16]
-        scope = RunScope(uuid.uuid4().hex[:12], thread, self.events.copy(thread=thread))
-        trace = JsonlTrace(self.trace) if self.trace else None
-        if trace is not None:
-            scope.events.on("*", trace)
         planner, meter = _metered(self.planner)
         t0 = time.perf_counter()
-        try:
-            with self._open_store(scope.thread) as store:
-                ctx = RunContext(
-                    task=task,
-                    planner=planner,
-                    roles=self.roles,
-                    runner=self.runner,
-                    policy=self.policy,
-                    store=store,
-                    scope=scope,
-                    approval=self.approval,
-                )
-                final = await self._invoke(ctx, key, resume, approve)
-                result = self._result(final, ctx, resume, time.perf_counter() - t0, meter)
+        with self._open_scope(thread_id or "task-" + key[:16]) as scope, self._open_store(scope.thread) as store:
+            ctx = RunContext(
+                task=task,
+                planner=planner,
+                roles=self.roles,
+                runner=self.runner,
+                policy=self.policy,
+                store=store,
+                scope=scope,
+                approval=self.approval,
+            )
+            final = await self._invoke(ctx, key, resume, approve)
+            result = self._result(final, ctx, resume, time.perf_counter() - t0, meter)
             if scope.events.active:
                 answer = (result.answer or "")[:500]
                 scope.events.emit("run_finished", status=result.status, answer=answer, error=result.error)
+        return result
+
+    @contextmanager
+    def _open_scope(self, thread: str) -> Iterator[RunScope]:
+        """The run's scope: a new run id, and the pipeline's listeners plus the run's trace file (closed after)."""
+        events = self.events.copy(thread=thread)
+        trace = JsonlTrace(self.trace) if self.trace else None
+        if trace is not None:
+            events.on("*", trace)
+        try:
+            yield RunScope(uuid.uuid4().hex[:12], thread, events)
         finally:
             if trace is not None:
                 trace.close()
-        return result
 
     @contextmanager
     def _open_store(self, thread: str) -> Iterator[ResultStore]:
