@@ -22,7 +22,8 @@ from mdap.voters import FirstToAheadByK
 
 STEPS = 6
 
-# A slow run of thread "t1" (0.2 s a model call) that the test finds in flight, then kills.
+# A slow run of thread "t1" (1 s a model call: it cannot finish while the test runs, even on a loaded machine)
+# that the test finds in flight, then kills.
 CHILD = textwrap.dedent(
     """
     import asyncio, json, re, sys
@@ -36,7 +37,7 @@ CHILD = textwrap.dedent(
         return json.dumps({"answer": ins})
 
     pipeline = (
-        Pipeline(model=SimulatedModel(oracle, latency_s=0.2))
+        Pipeline(model=SimulatedModel(oracle, latency_s=1.0))
         .planner(StaticPlanner(chain([f"task {i}" for i in range(int(sys.argv[2]))], role="w")))
         .role("w", voter=FirstToAheadByK(k=1, temperature=0.0, max_samples=2))
         .checkpoint(sys.argv[1])
