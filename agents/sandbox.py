@@ -26,11 +26,8 @@ import logging
 import math
 import os
 import resource
-import selectors
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +37,9 @@ from typing import Literal
 
 from mdap.errors import ConfigError, SandboxError
 
+from ._bwrap import bwrap_command
 from ._cgroup import PidsGroup, pids_cgroup_root
+from ._spawn import Capture, cut, drain, feed, feed_sync, kill, start_error
 
 __all__ = ["Completed", "Limits", "Sandbox", "cgroup_available", "cut"]
 
@@ -52,28 +51,6 @@ _FIX = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or opt out explicitly with Sandbox.none() / "
     "--sandbox none (model-written code then runs on this machine unisolated)"
 )
-_ETC = (
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "alternatives",
-    "localtime",
-    "passwd",
-    "group",
-    "nsswitch.conf",
-    "hosts",
-    "host.conf",
-    "ssl",
-    "ca-certificates",
-    "mime.types",
-    "os-release",
-    "debian_version",
-    "python3",
-    f"python3.{sys.version_info.minor}",
-    "locale.alias",
-)
-"""The /etc entries a program may read (no shadow files, no host keys, no credentials)."""
-_SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,45 +101,6 @@ class Completed:
     process_limit_hit: bool = False
 
 
-class _Capture:
-    """Keeps the first and last ``limit // 2`` bytes of a stream; what falls between is counted, not kept."""
-
-    def __init__(self, limit: int) -> None:
-        self.half = max(1, limit // 2)
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.dropped = 0
-
-    def feed(self, chunk: bytes) -> None:
-        room = self.half - len(self.head)
-        if room > 0:
-            self.head += chunk[:room]
-            chunk = chunk[room:]
-        if not chunk:
-            return
-        self.tail += chunk
-        over = len(self.tail) - self.half
-        if over > 0:
-            del self.tail[:over]
-            self.dropped += over
-
-    def text(self) -> str:
-        head = self.head.decode(errors="replace")
-        if not self.tail:
-            return head
-        tail = self.tail.decode(errors="replace")
-        if not self.dropped:
-            return head + tail
-        return f"{head}\n...[{self.dropped} bytes of output dropped]...\n{tail}"
-
-
-def cut(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n...[cut {len(text) - limit} more characters]"
-
-
 _warned_none = False
 _warn_lock = threading.Lock()
 
@@ -181,19 +119,6 @@ def _warn_unsandboxed() -> None:
 
 _default: Sandbox | None = None
 _checked: dict[str, str | None] = {}  # bwrap path -> None (works) or the reason it does not
-
-
-def _python_roots() -> list[Path]:
-    """The folders of the Python installation mdap runs under (a venv and its base), to bind read-only."""
-    roots: list[Path] = []
-    for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
-        path = Path(p).resolve()
-        if path not in roots and path != Path("/usr") and not path.is_relative_to("/usr"):
-            roots.append(path)
-    exe = Path(sys.executable).resolve()
-    if not any(exe.is_relative_to(r) for r in [*roots, Path("/usr")]):
-        roots.append(exe.parent)
-    return roots
 
 
 class Sandbox:
@@ -282,7 +207,13 @@ class Sandbox:
     def _probe(self) -> str | None:
         if shutil.which(self.bwrap) is None:
             return f"{self.bwrap} not found"
-        argv = self._bwrap_argv(["/bin/true" if os.path.exists("/bin/true") else "true"], cwd=None, env={})
+        argv = bwrap_command(
+            self.bwrap,
+            ["/bin/true" if os.path.exists("/bin/true") else "true"],
+            cwd=None,
+            env={},
+            tmp_mb=self.limits.file_mb,
+        )
         try:
             done = subprocess.run(argv, env={}, capture_output=True, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
@@ -291,33 +222,6 @@ class Sandbox:
             said = done.stderr.decode(errors="replace").strip().splitlines()
             return f"{self.bwrap} could not create its namespaces ({said[-1] if said else f'exit {done.returncode}'})"
         return None
-
-    # ---- the command line --------------------------------------------------------------------------------------
-
-    def _bwrap_argv(self, argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str]) -> list[str]:
-        lim = self.limits
-        out = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-        out += ["--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
-        for name in _SYSTEM_DIRS:
-            path = Path("/") / name
-            if path.is_symlink():
-                out += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                out += ["--ro-bind", str(path), str(path)]
-        for name in _ETC:
-            out += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        for root in [*_python_roots(), *self.read_only]:
-            out += ["--ro-bind", str(root), str(root)]
-        out += ["--proc", "/proc", "--dev", "/dev"]
-        out += ["--size", str(lim.file_mb * 1024 * 1024), "--tmpfs", "/tmp"]
-        out += ["--size", str(lim.file_mb * 1024 * 1024), "--tmpfs", "/dev/shm"]
-        if cwd is not None:
-            out += ["--bind", str(cwd), str(cwd), "--chdir", str(cwd)]
-        out += ["--remount-ro", "/"]  # the sandbox's own root (a tmpfs holding the mount points) is not writable
-        out.append("--clearenv")
-        for key, value in env.items():
-            out += ["--setenv", key, value]
-        return [*out, "--", *argv]
 
     def _env(self, cwd: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = {
@@ -346,7 +250,10 @@ class Sandbox:
         group = PidsGroup.make(limits.max_processes)
         if self.isolated:
             # bwrap starts with an empty environment: the program's own variables go through --setenv only.
-            return cwd, self._bwrap_argv(argv, cwd=cwd, env=child_env), {}, group
+            command = bwrap_command(
+                self.bwrap, argv, cwd=cwd, env=child_env, tmp_mb=limits.file_mb, read_only=self.read_only
+            )
+            return cwd, command, {}, group
         return cwd, list(argv), child_env, group
 
     def _preexec(self, limits: Limits, group: PidsGroup | None) -> Callable[[], None]:
@@ -388,7 +295,7 @@ class Sandbox:
         lim = limits or self.limits
         workdir, exec_argv, exec_env, group = self._prepare(argv, cwd, env, lim)
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        capture = _Capture(lim.max_output_bytes)
+        capture = Capture(lim.max_output_bytes)
         timed_out = False
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -404,9 +311,9 @@ class Sandbox:
         except OSError as err:
             if group is not None:
                 group.close()
-            raise _start_error(exec_argv[0], err) from err
+            raise start_error(exec_argv[0], err) from err
         try:
-            feeder = asyncio.create_task(_feed(proc, data))
+            feeder = asyncio.create_task(feed(proc, data))
             try:
                 async with asyncio.timeout(lim.timeout_s):
                     assert proc.stdout is not None
@@ -418,7 +325,7 @@ class Sandbox:
             finally:
                 feeder.cancel()
         finally:
-            _kill(proc.pid, group)
+            kill(proc.pid, group)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
@@ -436,7 +343,7 @@ class Sandbox:
         """:meth:`run` for synchronous callers (SWE-bench test runs, run in a worker thread)."""
         lim = limits or self.limits
         workdir, exec_argv, exec_env, group = self._prepare(argv, cwd, env, lim)
-        capture = _Capture(lim.max_output_bytes)
+        capture = Capture(lim.max_output_bytes)
         try:
             proc = subprocess.Popen(
                 exec_argv,
@@ -451,15 +358,15 @@ class Sandbox:
         except OSError as err:
             if group is not None:
                 group.close()
-            raise _start_error(exec_argv[0], err) from err
+            raise start_error(exec_argv[0], err) from err
         timed_out = False
         try:
             if stdin is not None:
                 data = stdin.encode() if isinstance(stdin, str) else stdin
-                threading.Thread(target=_feed_sync, args=(proc, data), daemon=True).start()
-            timed_out = not _drain(proc, capture, time.monotonic() + lim.timeout_s)
+                threading.Thread(target=feed_sync, args=(proc, data), daemon=True).start()
+            timed_out = not drain(proc, capture, time.monotonic() + lim.timeout_s)
         finally:
-            _kill(proc.pid, group)
+            kill(proc.pid, group)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             proc.wait()
@@ -467,68 +374,12 @@ class Sandbox:
                 proc.stdout.close()
         return self._completed(-9 if timed_out else proc.returncode, capture, timed_out, group)
 
-    def _completed(self, code: int, capture: _Capture, timed_out: bool, group: PidsGroup | None) -> Completed:
+    def _completed(self, code: int, capture: Capture, timed_out: bool, group: PidsGroup | None) -> Completed:
         hit = False
         if group is not None:
             hit = group.limit_hit()
             group.close()
         return Completed(code, capture.text(), timed_out, capture.dropped, hit)
-
-
-def _start_error(program: str, err: OSError) -> Exception:
-    from mdap.errors import ToolError
-
-    return ToolError(f"could not start {program}: {err}")
-
-
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    if proc.stdin is None:
-        return
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        if data:
-            proc.stdin.write(data)
-            await proc.stdin.drain()
-        proc.stdin.close()
-
-
-def _feed_sync(proc: subprocess.Popen[bytes], data: bytes) -> None:
-    if proc.stdin is None:
-        return
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.write(data)
-        proc.stdin.close()
-
-
-def _drain(proc: subprocess.Popen[bytes], capture: _Capture, deadline: float) -> bool:
-    """Read ``proc``'s output into ``capture`` until it ends (True) or ``deadline`` passes (False)."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            if not sel.select(timeout=left):
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            capture.feed(chunk)
-    left = deadline - time.monotonic()
-    try:
-        proc.wait(timeout=max(left, 0.001))
-    except subprocess.TimeoutExpired:
-        return False
-    return True
-
-
-def _kill(pid: int, group: PidsGroup | None) -> None:
-    """Kill the call's process group and every process left in its cgroup (double forks, ``setsid``)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    if group is not None:
-        group.kill_all()
 
 
 def cgroup_available() -> bool:
