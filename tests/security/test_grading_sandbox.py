@@ -4,10 +4,7 @@ Before, ``testrun`` copied ``os.environ`` into the test run and ran it on the ho
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,32 +20,6 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> MiniSuite:
     return build_mini(tmp_path_factory.mktemp("swe_mini"))
 
 
-@pytest.fixture
-def listener() -> Iterator[tuple[int, list[str]]]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    got: list[str] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            conn.close()
-            got.append("connected")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], got
-    stop.set()
-    thread.join()
-    server.close()
-
-
 def _gold(mini: MiniSuite, instance_id: str) -> str:
     for line in mini.gold_predictions.read_text().splitlines():
         pred = json.loads(line)
@@ -58,10 +29,10 @@ def _gold(mini: MiniSuite, instance_id: str) -> str:
 
 
 def test_a_patch_cannot_leak_the_environment_or_reach_the_network(
-    mini: MiniSuite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener: tuple[int, list[str]]
+    mini: MiniSuite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_listener: tuple[int, list[bytes]]
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    port, connections = listener
+    port, connections = host_listener
     inst = mini.instances[0]
     leak = tmp_path / "leak.json"  # an absolute path on the host, outside the checkout
     evil = (  # runs when pytest loads it; what it saw goes into the log's header

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -127,33 +125,6 @@ async def test_huge_output_is_capped_in_the_parent(ws: Workspace) -> None:
     grown = me.memory_info().rss - before
     assert grown < 100 * 1024 * 1024, f"the parent grew by {grown / 2**20:.0f} MiB"
     assert "more characters" in out and len(out) < 10_000
-
-
-@pytest.fixture
-def host_listener() -> Iterator[tuple[int, list[bytes]]]:
-    """A TCP server on the host's loopback that records what reaches it (as the pool's Redis would)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    got: list[bytes] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                got.append(conn.recv(100) or b"<connected>")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], got
-    stop.set()
-    thread.join()
-    server.close()
 
 
 async def test_no_network_the_hosts_loopback_is_unreachable(
