@@ -27,7 +27,7 @@ from mdap.report import ModuleStats
 from ._store import MemoryStore, ResultStore, SqliteStore
 from .coordinator import CoordinatorPolicy
 from .events import EventBus, JsonlTrace
-from .graph import Approval, RunContext, build_graph
+from .graph import Approval, RunContext, RunState, build_graph
 from .results import RunResult, build_report
 from .work import RunScope, SubtaskRunner
 from .worker import Meter, Worker
@@ -155,13 +155,13 @@ class CompiledPipeline:
             finally:
                 store.close()
 
-    async def _invoke(self, ctx: RunContext, key: str, resume: bool, approve: bool | Plan | None) -> dict[str, Any]:
+    async def _invoke(self, ctx: RunContext, key: str, resume: bool, approve: bool | Plan | None) -> RunState:
         """Run the graph for ``ctx`` (from the start, or on from the thread's checkpoint); its final state."""
         config: dict[str, Any] = {"configurable": {"thread_id": ctx.scope.thread}, "recursion_limit": 100}
         if self.checkpoint is None:
             if resume:
                 raise ConfigError("resume needs a checkpoint file: .checkpoint(path)")
-            final: dict[str, Any] = await self.graph.ainvoke({"task": key}, config, context=ctx)
+            final: RunState = await self.graph.ainvoke({"task": key}, config, context=ctx)
             return final
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -204,11 +204,9 @@ class CompiledPipeline:
             return Command(resume=approve.model_dump() if isinstance(approve, Plan) else approve)
         return None
 
-    def _result(
-        self, final: dict[str, Any], ctx: RunContext, resumed: bool, wall: float, meter: Meter | None
-    ) -> RunResult:
+    def _result(self, final: RunState, ctx: RunContext, resumed: bool, wall: float, meter: Meter | None) -> RunResult:
         """The RunResult of the graph's final state, with the typed values of ``ctx``."""
-        results = ctx.pass_results(final)  # type: ignore[arg-type]
+        results = ctx.pass_results(final)
         status = "awaiting_approval" if "__interrupt__" in final else final.get("status", "failed")
         error = final.get("error")
         report = build_report(
@@ -225,7 +223,7 @@ class CompiledPipeline:
             status=status,
             answer=ctx.answer,
             task=ctx.task,
-            plan=ctx.plan(final) if "plan" in final else None,  # type: ignore[arg-type]
+            plan=ctx.plan(final) if "plan" in final else None,
             results=results,
             failed=list(final.get("failed") or []),
             replans=final.get("replans", 0),

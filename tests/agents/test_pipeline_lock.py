@@ -23,7 +23,7 @@ from mdap.voters import FirstToAheadByK
 STEPS = 6
 
 # A slow run of thread "t1" (1 s a model call: it cannot finish while the test runs, even on a loaded machine)
-# that the test finds in flight, then kills.
+# that the test finds in flight, then kills once it is executing (it logs each model call).
 CHILD = textwrap.dedent(
     """
     import asyncio, json, re, sys
@@ -34,6 +34,8 @@ CHILD = textwrap.dedent(
 
     def oracle(messages):
         ins = re.search(r"^Instruction: (.*)$", messages[-1]["content"], re.M).group(1)
+        with open(sys.argv[3], "a") as log:
+            log.write(ins + "\\n")
         return json.dumps({"answer": ins})
 
     pipeline = (
@@ -75,7 +77,8 @@ async def test_a_second_coordinator_of_a_thread_fails_naming_the_holder_then_res
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     lock = thread_lock(db, "t1")
-    child = await asyncio.create_subprocess_exec(sys.executable, str(script), str(db), str(STEPS))
+    log = tmp_path / "child.log"
+    child = await asyncio.create_subprocess_exec(sys.executable, str(script), str(db), str(STEPS), str(log))
     try:
         await _until(lambda: lock.exists() and lock.read_text().strip() == str(child.pid))
         calls: list[str] = []
@@ -86,6 +89,7 @@ async def test_a_second_coordinator_of_a_thread_fails_naming_the_holder_then_res
         assert calls == []  # refused before any planning or model call
         other = await _pipeline(db, calls).run("count", thread_id="t2")  # another thread of the file runs
         assert other.ok and len(calls) == STEPS
+        await _until(log.exists)  # the child is executing: its plan is checkpointed, there is a run to resume
     finally:
         os.kill(child.pid, signal.SIGKILL)
         await asyncio.wait_for(child.wait(), 30)
