@@ -118,7 +118,7 @@ class FirstToAheadByK:
         k = self.k
         if not isinstance(k, int):
             raise ConfigError("k='auto' must be resolved by a calibration before voting (see Calibration.k_for)")
-        ballot: Ballot[A] = Ballot()
+        ballot: Ballot[A] = Ballot(k)
         policy = self.red_flags
         need = k
         first = True

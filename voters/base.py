@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -11,6 +12,7 @@ from mdap.models import ChatModel, Sample
 from mdap.types import Message
 from mdap.usage import Usage
 
+from .observe import SampleRecord, VoteRecord, current_observer
 from .redflags import PARSE, RedFlagPolicy
 
 __all__ = ["Ballot", "Decision", "Parser", "Voter"]
@@ -50,12 +52,27 @@ class Voter(Protocol):
 class Ballot(Generic[A]):
     """The votes of one step: red-flags, parses (cached by text) and tallies samples.
 
-    Identical texts parse identically, so each distinct text is parsed once per step.
+    Identical texts parse identically, so each distinct text is parsed once per step. Under a vote observer
+    (:mod:`mdap.voters.observe`) it also records every sample and reports the vote when it decides or fails.
+
+    Args:
+        k: the voter's margin, for the observer's record.
     """
 
-    __slots__ = ("_parsed", "answers", "completion_tokens", "flags", "order", "prompt_tokens", "samples", "tally")
+    __slots__ = (
+        "_flag",
+        "_parsed",
+        "_record",
+        "answers",
+        "completion_tokens",
+        "flags",
+        "order",
+        "prompt_tokens",
+        "samples",
+        "tally",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, k: int | None = None) -> None:
         self.tally: dict[Hashable, int] = {}
         self.order: list[Hashable] = []
         self.flags: dict[str, int] = {}
@@ -63,6 +80,8 @@ class Ballot(Generic[A]):
         self.completion_tokens = 0
         self.prompt_tokens = 0
         self._parsed: dict[Hashable, A | _Flagged] = {}
+        self._record = VoteRecord(k=k) if current_observer() is not None else None
+        self._flag: str | None = None
 
     def cast(self, sample: Sample, parse: Parser[A], policy: RedFlagPolicy, view: int = 0) -> A | None:
         """Count one sample; return its answer, or None if it was red-flagged.
@@ -70,6 +89,15 @@ class Ballot(Generic[A]):
         ``view`` numbers the prompt view the sample answered (see :mod:`mdap.voters.transforms`): one text
         parses to different answers under different views, so the parse cache is per view.
         """
+        record = self._record
+        if record is None:
+            return self._cast(sample, parse, policy, view)
+        self._flag = None
+        answer = self._cast(sample, parse, policy, view)
+        record.samples.append(SampleRecord(sample, answer, self._flag))
+        return answer
+
+    def _cast(self, sample: Sample, parse: Parser[A], policy: RedFlagPolicy, view: int) -> A | None:
         self.samples += 1
         self.completion_tokens += sample.completion_tokens
         flag = policy.check(sample)
@@ -91,6 +119,7 @@ class Ballot(Generic[A]):
             else:
                 return self._vote(cached)  # type: ignore[arg-type]
         self.flags[flag] = self.flags.get(flag, 0) + 1
+        self._flag = flag
         return None
 
     def _vote(self, answer: A) -> A:
@@ -118,12 +147,26 @@ class Ballot(Generic[A]):
         """The Decision for ``answer`` with this ballot's counts (decided answer's votes first)."""
         votes = sorted((c for a, c in self.tally.items() if a != answer), reverse=True)
         votes.insert(0, self.tally[answer])
+        if self._record is not None:
+            self._report(answer, votes, None)
         return Decision(answer, votes, Usage(self.samples, self.flags, self.completion_tokens, self.prompt_tokens))
 
     def failure(self, message: str) -> VoteFailed:
         """A VoteFailed carrying this ballot's tally and red flags."""
         tally = {repr(a): c for a, c in sorted(self.tally.items(), key=lambda kv: -kv[1])}
+        if self._record is not None:
+            self._report(None, sorted(self.tally.values(), reverse=True), message)
         return VoteFailed(message, tally=tally, red_flags=self.flags, samples=self.samples)
+
+    def _report(self, answer: Hashable | None, votes: list[int], failed: str | None) -> None:
+        """Tell the observer of this context about the vote (once)."""
+        record, observer = self._record, current_observer()
+        self._record = None
+        if record is None or observer is None:
+            return
+        record.answer, record.votes, record.red_flags, record.failed = answer, votes, dict(self.flags), failed
+        record.end_ns = time.time_ns()
+        observer.vote(record)
 
 
 class _Flagged:
