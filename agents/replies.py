@@ -8,22 +8,38 @@ arguments written into a copy of the tool's spec (``"parameters": {"properties":
 fenced python block, which is a call of the ``python`` tool (code as an action). A copy of a tool's spec with
 no value filled in is not a call: it is dropped, unless it is the one tool the reply names and it takes no
 arguments (there is nothing to fill in).
+
+Equal calls are one vote (:class:`ToolCalls`): arguments compare as JSON with sorted keys and no spaces, and the
+``code`` of the python tool by its syntax tree (formatting and comments ignored; text that does not parse
+compares as text).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mdap.errors import RedFlag
 from mdap.jsontext import loads_json, raw_decode_json
 
+from ._pycode import ascii_operators
 from .tools import Tool
 
-__all__ = ["Reply", "balance_json", "clean_answer", "json_object", "marked_answer", "python_blocks", "read_reply"]
+__all__ = [
+    "Reply",
+    "ToolCalls",
+    "balance_json",
+    "call_key",
+    "clean_answer",
+    "json_object",
+    "marked_answer",
+    "python_blocks",
+    "read_reply",
+]
 
 _FINAL = re.compile(r"final\s*answer\s*\**\s*[:\uff1a]", re.IGNORECASE)  # ASCII or full-width colon
 _BOXED = re.compile(r"\\boxed\s*\{")
@@ -207,6 +223,54 @@ def _arguments(name: str, fn: Mapping[str, Any], tool: Tool | None) -> dict[str,
 
 def _canonical(name: str, args: Mapping[str, Any]) -> tuple[str, str]:
     return (name, json.dumps(args, sort_keys=True, ensure_ascii=False))
+
+
+def call_key(name: str, arguments: str, *, python: str = "python") -> tuple[str, str]:
+    """What a call is voted as: ``(name, arguments)``, the arguments (JSON text) as JSON with sorted keys and no
+    spaces, and the ``code`` of the ``python`` tool replaced by the dump of its syntax tree (math signs read as
+    the tool reads them, :func:`~._pycode.ascii_operators`), so programs that differ only in formatting and
+    comments are one vote. Code that does not parse stays text."""
+    args = json.loads(arguments)
+    code = args.get("code") if name == python and isinstance(args, dict) else None
+    tree = _syntax_tree(code) if isinstance(code, str) else None
+    if tree is not None:
+        args = {**args, "code": {"ast": tree}}
+    return (name, json.dumps(args, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+
+
+def _syntax_tree(code: str) -> str | None:
+    """The dump of ``code``'s syntax tree (no positions), or None when it does not parse."""
+    try:
+        return ast.dump(ast.parse(ascii_operators(code)))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, a NUL byte, nesting too deep
+        return None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ToolCalls:
+    """The tool calls of one reply as a vote: equal (and hashing equal) when their :func:`call_key` s are.
+
+    A vote keeps the first sample of each distinct key, so the calls that run are the first equal sample's, as
+    it wrote them.
+
+    Attributes:
+        calls: (name, canonical JSON arguments), in order: what runs.
+        key: the calls' :func:`call_key` s: what is voted.
+    """
+
+    calls: tuple[tuple[str, str], ...]
+    key: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def of(cls, calls: tuple[tuple[str, str], ...], *, python: str = "python") -> ToolCalls:
+        """The vote of ``calls`` (``python``: the tool whose ``code`` compares by syntax tree)."""
+        return cls(calls, tuple(call_key(name, args, python=python) for name, args in calls))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ToolCalls) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
 
 def _listed_calls(raw: Any, tools: Mapping[str, Tool]) -> tuple[list[tuple[str, str]], list[str]]:

@@ -2,7 +2,8 @@
 
 Context is minimal: the role's system prompt, the worker protocol, the subtask's instruction and the compact
 artifacts of its dependencies. Every reply is a vote among samples: tool calls are voted before they run
-(only the decided call runs), and the final answer is voted in canonical form.
+(only the decided call runs; equal calls are one vote, python code compared by its syntax tree, see
+:class:`~.replies.ToolCalls`), and the final answer is voted in canonical form.
 
 The protocol is text, so it works with any :class:`~mdap.models.ChatModel`: the model replies with one JSON
 object — ``{"answer": ...}``, ``{"tool_calls": [...]}``, or ``{"too_big": ...}`` when splitting is offered.
@@ -28,7 +29,7 @@ from mdap.usage import Usage
 from mdap.voters import Decision, Voter
 
 from .events import EventBus
-from .replies import read_reply
+from .replies import ToolCalls, read_reply
 from .roles import WorkerRole
 from .tools import Tool
 from .work import WorkItem, WorkOutput
@@ -60,7 +61,7 @@ _SPACE = re.compile(r"\s+")
 _QUIET = EventBus()  # no listeners: emits nothing
 
 Action = tuple[str, Any]
-"""A voted reply: ("answer", text), ("tools", ((name, canonical JSON arguments), ...)) or ("too_big", "")."""
+"""A voted reply: ("answer", text), ("tools", :class:`~.replies.ToolCalls`) or ("too_big", "")."""
 
 
 class Meter:
@@ -211,14 +212,15 @@ class Worker:
             if kind == "too_big":
                 out.too_big = "the worker marked the subtask as too big"
                 break
-            calls = [(name, json.loads(args)) for name, args in payload]
+            decided: ToolCalls = payload
+            calls = [(name, json.loads(args)) for name, args in decided.calls]
             results = []
             for i, (name, args) in enumerate(calls):
                 results.append((f"call_{round_}_{i}", name, await self.tools[name].call(args)))
             out.tool_calls += len(calls)
             messages = [
                 *messages,
-                {"role": "assistant", "content": _render_calls(round_, payload)},
+                {"role": "assistant", "content": _render_calls(round_, decided.calls)},
                 {"role": "user", "content": render_tool_results(results, rounds - round_ - 1)},
             ]
         else:  # pragma: no cover -- the last round forbids tool calls, so the loop always breaks
@@ -278,7 +280,7 @@ class Worker:
                 if allow_tools:
                     if reply.answer is not None:
                         dropped["answer_dropped"] = dropped.get("answer_dropped", 0) + 1
-                    return ("tools", reply.calls)
+                    return ("tools", ToolCalls.of(reply.calls))
                 if reply.answer is None and not (reply.code and plain):
                     raise RedFlag("tool_rounds", "tool call after the last tool round")
             if reply.answer is not None:
