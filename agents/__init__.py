@@ -12,6 +12,7 @@ from .pipeline import DEFAULT_CHECKPOINT, CompiledPipeline, Pipeline
 from .results import RunResult
 from .roles import WorkerRole, default_voter
 from .sandbox import Completed, Limits, Sandbox
+from .stream import RunStream
 from .tools import Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool
 from .work import Artifact, LocalRunner, RunScope, SubtaskRunner, WorkItem, WorkOutput
 from .worker import Worker
@@ -33,6 +34,7 @@ __all__ = [
     "Pipeline",
     "RunResult",
     "RunScope",
+    "RunStream",
     "Sandbox",
     "SubtaskRunner",
     "SubtaskResult",

@@ -26,9 +26,10 @@ from mdap.report import ModuleStats
 
 from ._store import MemoryStore, ResultStore, SqliteStore
 from .coordinator import CoordinatorPolicy
-from .events import EventBus, JsonlTrace
+from .events import EventBus, JsonlTrace, Listener
 from .graph import Approval, RunContext, RunState, build_graph
 from .results import RunResult, build_report
+from .stream import RunStream
 from .work import RunScope, SubtaskRunner
 from .worker import Meter, Worker
 
@@ -83,6 +84,7 @@ class CompiledPipeline:
         thread_id: str | None = None,
         resume: bool = False,
         approve: bool | Plan | None = None,
+        listener: Listener | None = None,
     ) -> RunResult:
         """Plan, (approve,) execute, replan on failure, and return the result.
 
@@ -91,6 +93,7 @@ class CompiledPipeline:
             thread_id: names the run in the checkpoint; default: derived from the task text.
             resume: continue the checkpointed run of ``thread_id`` (finished subtasks are not redone).
             approve: the answer to a pending human approval (with ``resume=True``).
+            listener: hears every event of this run only (the pipeline's listeners hear every run).
 
         Raises:
             PlanError: the planner could not make a valid plan.
@@ -103,7 +106,8 @@ class CompiledPipeline:
         key = hashlib.sha256(task.model_dump_json().encode()).hexdigest()
         planner, meter = _metered(self.planner)
         t0 = time.perf_counter()
-        with self._open_scope(thread_id or "task-" + key[:16]) as scope, self._open_store(scope.thread) as store:
+        thread = thread_id or "task-" + key[:16]
+        with self._open_scope(thread, listener) as scope, self._open_store(scope.thread) as store:
             ctx = RunContext(
                 task=task,
                 planner=planner,
@@ -121,10 +125,18 @@ class CompiledPipeline:
                 scope.events.emit("run_finished", status=result.status, answer=answer, error=result.error)
         return result
 
+    def stream(self, task: str | Task, **kwargs: Any) -> RunStream:
+        """Run ``task`` and iterate its events as they happen (``plan_created`` first, ``run_finished`` last);
+        the :class:`RunStream`'s ``result`` holds the RunResult after the loop. ``kwargs`` as :meth:`run`."""
+        return RunStream(lambda listener: self.run(task, listener=listener, **kwargs))
+
     @contextmanager
-    def _open_scope(self, thread: str) -> Iterator[RunScope]:
-        """The run's scope: a new run id, and the pipeline's listeners plus the run's trace file (closed after)."""
+    def _open_scope(self, thread: str, listener: Listener | None = None) -> Iterator[RunScope]:
+        """The run's scope: a new run id, and the pipeline's listeners, the run's own and its trace file (closed
+        after)."""
         events = self.events.copy(thread=thread)
+        if listener is not None:
+            events.on("*", listener)
         trace = JsonlTrace(self.trace) if self.trace else None
         if trace is not None:
             events.on("*", trace)

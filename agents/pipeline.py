@@ -30,6 +30,7 @@ from .events import EventBus, Listener
 from .graph import Approval
 from .results import RunResult
 from .roles import WorkerRole, default_voter
+from .stream import RunStream
 from .tools import Tool
 from .work import LocalRunner, SubtaskRunner
 from .worker import Worker
@@ -196,6 +197,10 @@ class Pipeline:
     async def run(self, task: str | Task, **kwargs: Any) -> RunResult:
         """Compile (once) and run; see :meth:`CompiledPipeline.run`."""
         return await (self._compiled or self.compile()).run(task, **kwargs)
+
+    def stream(self, task: str | Task, **kwargs: Any) -> RunStream:
+        """Compile (once) and stream one run's events; see :meth:`CompiledPipeline.stream`."""
+        return (self._compiled or self.compile()).stream(task, **kwargs)
 
     def run_sync(self, task: str | Task, **kwargs: Any) -> RunResult:
         """Compile (once) and run to completion from synchronous code."""
