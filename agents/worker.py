@@ -115,10 +115,16 @@ class Meter:
                 samples=len(out),
                 completion_tokens=sum(s.completion_tokens for s in out),
                 prompt_tokens=first.prompt_tokens,
-                cost=sum(s.cost for s in out),
+                cost=_cost(out),
                 model_seconds=first.latency_s,
             )
         return out
+
+
+def _cost(samples: Sequence[Sample]) -> float | None:
+    """The samples' summed cost; None when none had a price set."""
+    costs = [s.cost for s in samples if s.cost is not None]
+    return sum(costs) if costs else None
 
 
 class Worker:

@@ -152,6 +152,7 @@ class Counters(BaseModel):
     red_flags: dict[str, NonNegative] = Field(default_factory=dict)
     completion_tokens: NonNegative = 0
     prompt_tokens: NonNegative = 0
+    cost: float | None = Field(None, ge=0.0, allow_inf_nan=False)
     contested_steps: NonNegative = 0
     errors: NonNegative = 0
     first_error_step: NonNegative | None = None

@@ -273,7 +273,7 @@ class _Tally:
     @classmethod
     def of(cls, c: Counters) -> _Tally:
         """The counters a checkpoint saved."""
-        usage = Usage(c.samples, dict(c.red_flags), c.completion_tokens, c.prompt_tokens)
+        usage = Usage(c.samples, dict(c.red_flags), c.completion_tokens, c.prompt_tokens, c.cost)
         return cls(usage, c.contested_steps, c.errors, c.first_error_step, list(c.error_messages), c.wall_seconds)
 
     def counters(self, wall_seconds: float) -> Counters:
@@ -284,6 +284,7 @@ class _Tally:
             red_flags=dict(u.red_flags),
             completion_tokens=u.completion_tokens,
             prompt_tokens=u.prompt_tokens,
+            cost=u.cost,
             contested_steps=self.contested,
             errors=self.verifier_errors,
             first_error_step=self.first_error,

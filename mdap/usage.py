@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Usage"]
+__all__ = ["Usage", "format_cost"]
 
 _EMPTY: dict[str, int] = {}
 
@@ -33,7 +33,8 @@ class Usage:
         red_flags: red-flagged samples by kind (``parse``, ``too_long``, ...).
         completion_tokens: tokens generated.
         prompt_tokens: prompt tokens, when the backend reports them.
-        cost: cost in the backend's unit (0 for local models).
+        cost: cost in the prices' unit (e.g. USD), from the tokens and the model's price; None when no sample
+            had a price set (a report then says "no price set" rather than 0).
         model_seconds: summed latency of the model requests.
     """
 
@@ -41,7 +42,7 @@ class Usage:
     red_flags: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     completion_tokens: int = 0
     prompt_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = None
     model_seconds: float = 0.0
 
     @staticmethod
@@ -67,7 +68,7 @@ class Usage:
             flags,
             self.completion_tokens + other.completion_tokens,
             self.prompt_tokens + other.prompt_tokens,
-            self.cost + other.cost,
+            _add_cost(self.cost, other.cost),
             self.model_seconds + other.model_seconds,
         )
 
@@ -82,7 +83,7 @@ class Usage:
             flags,
             self.completion_tokens - other.completion_tokens,
             self.prompt_tokens - other.prompt_tokens,
-            self.cost - other.cost,
+            None if self.cost is None else self.cost - (other.cost or 0.0),
             self.model_seconds - other.model_seconds,
         )
 
@@ -116,9 +117,23 @@ class Usage:
             {str(k): int(v) for k, v in flags.items()} if flags else _EMPTY,
             int(data.get("completion_tokens", 0)),
             int(data.get("prompt_tokens", 0)),
-            float(data.get("cost", 0.0)),
+            None if data.get("cost") is None else float(data["cost"]),
             float(data.get("model_seconds", 0.0)),
         )
+
+
+def _add_cost(a: float | None, b: float | None) -> float | None:
+    """Costs add up; None (no price set) is no cost, and stays None only if both are."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def format_cost(cost: float | None) -> str:
+    """A cost as reports print it: ``0.0123`` or ``n/a (no price set)``."""
+    return "n/a (no price set)" if cost is None else f"{cost:.6g}"
 
 
 FIELDS = frozenset(Usage.__dataclass_fields__)

@@ -13,6 +13,7 @@ from .factory import SIMULATED, open_model
 from .local import LocalModel
 from .openai_compat import OpenAICompatible
 from .options import json_schema_format, supports, with_options
+from .pricing import Price
 from .scripted import ModelCall, ScriptedModel
 from .simulated import Oracle, SimulatedModel, WrongAnswer, perturb_digit
 from .vllm_server import VLLMServer
@@ -26,6 +27,7 @@ __all__ = [
     "ModelCall",
     "OpenAICompatible",
     "Oracle",
+    "Price",
     "Sample",
     "ScriptedModel",
     "SimulatedModel",

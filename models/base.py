@@ -25,7 +25,7 @@ class Sample:
         latency_s: seconds from request to response (shared by samples of one batched request).
         adapter: the LoRA adapter (model name) that produced it, or None for the base model.
         temperature: the sampling temperature used.
-        cost: cost in the backend's unit (0 for local models).
+        cost: cost from the tokens and the model's :class:`~mdap.models.Price`; None when no price is set.
     """
 
     text: str
@@ -35,7 +35,7 @@ class Sample:
     latency_s: float = 0.0
     adapter: str | None = None
     temperature: float = 0.0
-    cost: float = 0.0
+    cost: float | None = None
 
 
 @runtime_checkable

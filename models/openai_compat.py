@@ -31,6 +31,7 @@ from mdap.jsontext import loads_json
 from mdap.types import Message
 
 from .base import Sample
+from .pricing import Price
 
 if TYPE_CHECKING:
     import aiohttp
@@ -117,6 +118,8 @@ class OpenAICompatible:
             again without them, and they are not sent again (see :mod:`mdap.models.options`).
         structured_outputs: the server takes ``response_format`` with a JSON schema; None = try on first use, as
             for ``native_tools``.
+        price: the model's :class:`Price` per million tokens: each sample then carries its cost (else None,
+            and reports say "no price set").
 
     A client serves whichever event loop calls it (a fresh HTTP connection pool per loop). The API key is sent
     only in the ``Authorization`` header and never shown: messages show the URL redacted.
@@ -141,6 +144,7 @@ class OpenAICompatible:
         warn_wait_s: float = 1.0,
         native_tools: bool | None = None,
         structured_outputs: bool | None = None,
+        price: Price | None = None,
     ) -> None:
         if urlparse(base_url).scheme not in ("http", "https") or not urlparse(base_url).netloc:
             raise ConfigError(
@@ -168,6 +172,8 @@ class OpenAICompatible:
         """Whether the server takes ``tools``/``tool_choice``: True, False, or None (not known yet)."""
         self.structured_outputs = structured_outputs
         """Whether the server takes ``response_format``: True, False, or None (not known yet)."""
+        self.price = price
+        """The model's price per million tokens (None: no price set, samples cost None)."""
         self._accepted: set[str] = set()
         self._refused: set[str] = set()
         self._root, auth = _auth(self.base_url, api_key)
@@ -364,12 +370,13 @@ class OpenAICompatible:
             body = {**body, "n": n}
         data, latency = await self._call(model, "POST", "/chat/completions", json.dumps(body).encode())
         try:
-            return _samples(data, latency, body["temperature"], max_tokens, adapter)
+            samples = _samples(data, latency, body["temperature"], max_tokens, adapter)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ModelError(
                 f"{self._where(model)}: the answer is not a chat completion ({type(err).__name__}: {err}); "
                 "check that the URL points at an OpenAI-compatible API root (…/v1)"
             ) from None
+        return self.price.charge(samples) if self.price is not None else samples
 
     async def _slot(self, slots: asyncio.Semaphore) -> None:
         """Take a concurrency slot; a long wait is logged (once a minute), never silent."""

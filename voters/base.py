@@ -65,6 +65,7 @@ class Ballot(Generic[A]):
         "_record",
         "answers",
         "completion_tokens",
+        "cost",
         "flags",
         "order",
         "prompt_tokens",
@@ -79,6 +80,7 @@ class Ballot(Generic[A]):
         self.samples = 0
         self.completion_tokens = 0
         self.prompt_tokens = 0
+        self.cost: float | None = None  # None until a sample with a price set is cast
         self._parsed: dict[Hashable, A | _Flagged] = {}
         self._record = VoteRecord(k=k) if current_observer() is not None else None
         self._flag: str | None = None
@@ -100,6 +102,8 @@ class Ballot(Generic[A]):
     def _cast(self, sample: Sample, parse: Parser[A], policy: RedFlagPolicy, view: int) -> A | None:
         self.samples += 1
         self.completion_tokens += sample.completion_tokens
+        if sample.cost is not None:
+            self.cost = sample.cost if self.cost is None else self.cost + sample.cost
         flag = policy.check(sample)
         if flag is None:
             text = sample.text
@@ -149,7 +153,8 @@ class Ballot(Generic[A]):
         votes.insert(0, self.tally[answer])
         if self._record is not None:
             self._report(answer, votes, None)
-        return Decision(answer, votes, Usage(self.samples, self.flags, self.completion_tokens, self.prompt_tokens))
+        usage = Usage(self.samples, self.flags, self.completion_tokens, self.prompt_tokens, self.cost)
+        return Decision(answer, votes, usage)
 
     def failure(self, message: str) -> VoteFailed:
         """A VoteFailed carrying this ballot's tally and red flags."""

@@ -18,6 +18,7 @@ from mdap._cli._args import checkpoint_file, input_file, positive_int
 from mdap._outputs import RERUN, check_output_file, guard_outputs, write_atomic
 from mdap.errors import ConfigError, OutputError
 from mdap.types import Message
+from mdap.usage import format_cost
 
 from ._sandbox import add_sandbox_flag, use_sandbox
 
@@ -248,7 +249,7 @@ def _print(result: Any) -> None:
     )
     u = r.usage
     print(f"samples     {u.samples} (red flags: {json.dumps(dict(u.red_flags))})")
-    print(f"tokens      {u.completion_tokens} completion, {u.prompt_tokens} prompt; cost {u.cost:g}")
+    print(f"tokens      {u.completion_tokens} completion, {u.prompt_tokens} prompt; cost {format_cost(u.cost)}")
     print(f"wall        {r.wall_seconds:.3f} s; replans {result.replans}; thread {result.thread_id}")
     if result.error:
         print(f"error       {result.error}")

@@ -87,6 +87,6 @@ async def test_local_without_its_packages_says_how_to_install(monkeypatch: pytes
 
 
 async def test_an_unknown_spec_lists_the_choices() -> None:
-    with pytest.raises(ConfigError, match="use 'simulated', 'local', or the http"):
+    with pytest.raises(ConfigError, match=r"use 'simulated', 'local', 'local:PATH' .*, or the http"):
         async with open_model("gpt-9"):
             pass
