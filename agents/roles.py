@@ -56,7 +56,8 @@ class WorkerRole:
             from memory). Nothing is forced with the text protocol.
 
     Raises:
-        ConfigError: a bad name, duplicate tool names, or max_tool_rounds < 0.
+        ConfigError: a bad name, duplicate tool names, max_tool_rounds < 0, or a voter that is no voter or has
+            ``k="auto"`` (a role's margin is not calibrated: give an integer k).
     """
 
     name: str
@@ -87,4 +88,23 @@ class WorkerRole:
             raise ConfigError("'planner' is reserved for the planner's stats in reports; name the role otherwise")
         if self.max_tool_rounds < 0:
             raise ConfigError(f"role {self.name}: max_tool_rounds must be >= 0")
+        if self.voter is not None:
+            _check_voter(self.name, self.voter)
         object.__setattr__(self, "tools", tuple(self.tools))
+
+
+def _check_voter(role: str, voter: object) -> None:
+    """Refuse, when the role is defined, a voter that would fail only once the run reached the role's first vote.
+
+    Raises:
+        ConfigError: ``voter`` has no ``decide``, or its margin is ``k="auto"`` (calibrated on chains, not on a
+            role's subtasks).
+    """
+    if not callable(getattr(voter, "decide", None)):
+        raise ConfigError(f"role {role!r}: voter must have decide(model, messages, parse), got {type(voter).__name__}")
+    if getattr(voter, "k", None) == "auto":
+        raise ConfigError(
+            f"role {role!r}: k='auto' is not calibrated for pipeline roles; give the margin, e.g. "
+            'FirstToAheadByK(k=3) ("k": 3 in a roles file), or pick it with '
+            "mdap.voters.k_min(p, steps) from the role's per-sample accuracy p"
+        )

@@ -21,7 +21,7 @@ Messages say what was wrong and what to do about it. Exceptions never log in the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from mdap.usage import Usage
@@ -56,7 +56,17 @@ class SandboxError(ConfigError):
 
 
 class PlanError(MdapError):
-    """A planner could not produce a valid plan."""
+    """A planner could not produce a valid plan.
+
+    Args:
+        message: what is wrong.
+        problems: each problem found, when validation found several (all are reported at once); default: the
+            message alone.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class RedFlag(MdapError):

@@ -1,4 +1,4 @@
-"""LLMPlanner: ask a model for a JSON plan, validate it, and re-ask with the validation error."""
+"""LLMPlanner: ask a model for a JSON plan, validate it, and re-ask with every validation problem."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ Reply with JSON only, in exactly this form:
 {{"subtasks": [{{"id": "s1", "instruction": "...", "role": "<a role name>", "depends_on": []}}]}}
 Ids are short and unique; depends_on lists ids of earlier subtasks; the dependencies must form a DAG (no cycles).
 The results of the subtasks nothing depends on make the final answer."""
+
+
+_FIX = "Fix every problem and reply with the corrected JSON plan only."
 
 
 def plan_schema(roles: list[str], max_subtasks: int | None = None) -> dict[str, Any]:
@@ -80,8 +83,9 @@ class LLMPlanner:
     """Plans by asking a model for a JSON plan.
 
     Each reply is parsed and validated (pydantic schema, then networkx: acyclic, unique ids, known roles,
-    dependencies exist). On an invalid reply the planner asks again, showing the model its reply and the exact
-    validation error, up to ``max_attempts`` replies in all, then raises :class:`~mdap.errors.PlanError`. A
+    dependencies exist). On an invalid reply the planner asks again, showing the model its reply and every
+    validation problem at once (:func:`~mdap.planners.validate_plan` collects them all), up to
+    ``max_attempts`` replies in all, then raises :class:`~mdap.errors.PlanError`. A
     re-ask samples at ``retry_temperature`` (a greedy model re-asked at 0 writes the same plan again). Every
     discarded reply is counted as a red flag of the model (``plan``, or ``truncated`` when it hit
     ``max_tokens``; see :func:`~mdap.planners.count_red_flag`). Where the model takes structured outputs, replies
@@ -150,7 +154,7 @@ class LLMPlanner:
                 {"role": "assistant", "content": reply},
                 {
                     "role": "user",
-                    "content": f"That plan is invalid: {error}\nReply with the corrected JSON plan only.",
+                    "content": f"That plan is invalid: {error}\n{_FIX}",
                 },
             ]
         raise PlanError(

@@ -126,6 +126,9 @@ def validate_plan(
 ) -> Plan:
     """Check that ``plan`` is a runnable DAG; return it unchanged.
 
+    Every problem is found before anything is raised, so one error lists them all (a planner re-asks once
+    for all of them).
+
     Args:
         plan: the plan to check.
         roles: the known worker role names; None skips the role check.
@@ -133,21 +136,29 @@ def validate_plan(
 
     Raises:
         PlanError: no subtasks, duplicate ids, an unknown role, a dependency on a missing id or on itself, a
-            cycle, or more subtasks than ``max_subtasks``. The message names every offending id.
+            cycle, or more subtasks than ``max_subtasks``. The message names every offending id; with several
+            problems it lists each on a line (and :attr:`~mdap.errors.PlanError.problems` holds them).
     """
+    problems: list[str] = []
     if max_subtasks is not None and len(plan.subtasks) > max_subtasks:
-        raise PlanError(
+        problems.append(
             f"the plan has {len(plan.subtasks)} subtasks, more than the cap of {max_subtasks}; "
             "merge subtasks or raise max_subtasks"
         )
     key = frozenset(roles) if roles is not None else None
     hit = _VALIDATED.get(id(plan))
-    if hit is not None and hit[0] is plan and hit[1] == key:
-        return plan  # this very (frozen) plan passed the same checks a moment ago
-    _check(plan, key)
-    _VALIDATED[id(plan)] = (plan, key)
-    while len(_VALIDATED) > 8:
-        del _VALIDATED[next(iter(_VALIDATED))]
+    known = hit is not None and hit[0] is plan and hit[1] == key  # this very (frozen) plan passed a moment ago
+    if not known:
+        problems += _problems(plan, key)
+    if len(problems) == 1:
+        raise PlanError(problems[0])
+    if problems:
+        listed = "".join(f"\n- {p}" for p in problems)
+        raise PlanError(f"the plan has {len(problems)} problems:{listed}", problems)
+    if not known:
+        _VALIDATED[id(plan)] = (plan, key)
+        while len(_VALIDATED) > 8:
+            del _VALIDATED[next(iter(_VALIDATED))]
     return plan
 
 
@@ -155,9 +166,11 @@ _VALIDATED: dict[int, tuple[Plan, frozenset[str] | None]] = {}
 """The last few plans validate_plan passed (holding them keeps their ids from being reused)."""
 
 
-def _check(plan: Plan, roles: frozenset[str] | None) -> None:
+def _problems(plan: Plan, roles: frozenset[str] | None) -> list[str]:
+    """Everything wrong with ``plan``'s DAG (and its roles, when ``roles`` is given), one line each."""
     if not plan.subtasks:
-        raise PlanError("the plan has no subtasks; give at least one")
+        return ["the plan has no subtasks; give at least one"]
+    problems: list[str] = []
     seen: set[str] = set()
     dupes: list[str] = []
     for s in plan.subtasks:
@@ -165,26 +178,32 @@ def _check(plan: Plan, roles: frozenset[str] | None) -> None:
             dupes.append(s.id)
         seen.add(s.id)
     if dupes:
-        raise PlanError(f"duplicate subtask ids: {', '.join(sorted(set(dupes)))}; every id must be unique")
+        problems.append(f"duplicate subtask ids: {', '.join(sorted(set(dupes)))}; every id must be unique")
     if roles is not None:
-        known = roles
-        bad = [f"{s.id} (role {s.role!r})" for s in plan.subtasks if s.role not in known]
+        bad = [f"{s.id} (role {s.role!r})" for s in plan.subtasks if s.role not in roles]
         if bad:
-            raise PlanError(f"unknown roles in {', '.join(bad)}; use one of: {', '.join(sorted(known))}")
-    problems = []
+            problems.append(f"unknown roles in {', '.join(bad)}; use one of: {', '.join(sorted(roles))}")
+    dangling = []
     for s in plan.subtasks:
         for d in s.depends_on:
             if d == s.id:
-                problems.append(f"{s.id} depends on itself")
+                dangling.append(f"{s.id} depends on itself")
             elif d not in seen:
-                problems.append(f"{s.id} depends on {d!r}, which is not a subtask id")
-    if problems:
-        raise PlanError("dangling dependencies: " + "; ".join(problems))
+                dangling.append(f"{s.id} depends on {d!r}, which is not a subtask id")
+    if dangling:
+        problems.append("dangling dependencies: " + "; ".join(dangling))
     g = plan.graph()
-    if not nx.is_directed_acyclic_graph(g):
-        cycle = nx.find_cycle(g)
-        path = " -> ".join([str(u) for u, _ in cycle] + [str(cycle[0][0])])
-        raise PlanError(f"the plan has a cycle: {path}; dependencies must form a DAG")
+    g.remove_edges_from(list(nx.selfloop_edges(g)))  # reported above
+    order = {sid: i for i, sid in enumerate(g.nodes)}  # plan order
+    parts = sorted(
+        (p for p in nx.strongly_connected_components(g) if len(p) > 1), key=lambda p: min(map(order.__getitem__, p))
+    )
+    for part in parts:  # one cycle of each knot, written from its subtask that comes first in the plan
+        nodes = [str(u) for u, _ in nx.find_cycle(g.subgraph(part))]
+        first = nodes.index(min(nodes, key=order.__getitem__))
+        path = " -> ".join(nodes[first:] + nodes[:first] + [nodes[first]])
+        problems.append(f"the plan has a cycle: {path}; dependencies must form a DAG")
+    return problems
 
 
 def parse_plan(text: str, roles: Iterable[str] | None = None, *, max_subtasks: int | None = None) -> Plan:
@@ -256,7 +275,7 @@ def _extract_json(text: str) -> Any:
 
 def _short_errors(err: ValidationError) -> str:
     parts = []
-    for e in err.errors()[:5]:
+    for e in err.errors()[:20]:
         where = ".".join(str(x) for x in e["loc"])
         parts.append(f"{where}: {e['msg']}")
     return "; ".join(parts)
