@@ -1,9 +1,10 @@
 """Run events: a callback API and a JSONL trace.
 
 Kinds: ``plan_created``, ``plan_approved``, ``subtask_started``, ``subtask_retried``, ``subtask_expanded``,
-``subtask_finished``, ``vote_decided``, ``red_flag``, ``replanned``, ``run_finished``. Callbacks are plain
-functions called in the event loop; they must be quick (hand slow work to a queue). When nobody listens,
-no event object is made at all, so events cost nothing in a large run without listeners.
+``subtask_finished``, ``vote_decided``, ``red_flag``, ``tool_called`` (full detail only), ``replanned``,
+``run_finished``. Callbacks are plain functions called in the event loop; they must be quick (hand slow work to a
+queue). When nobody listens, no event object is made at all, so events cost nothing in a large run without
+listeners.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ EVENT_KINDS = (
     "subtask_finished",
     "vote_decided",
     "red_flag",
+    "tool_called",
     "replanned",
     "run_finished",
 )
@@ -60,11 +62,17 @@ Listener = Callable[[Event], None]
 
 
 class EventBus:
-    """Delivers events to listeners, each subscribed to some kinds or to all (``"*"``)."""
+    """Delivers events to listeners, each subscribed to some kinds or to all (``"*"``).
 
-    __slots__ = ("_all", "_by_kind", "active", "thread")
+    ``detail`` is what the events carry: ``"counts"`` (the default: ids, counts, answers cut short), or
+    ``"full"``: also each vote's sample texts and losing answers (``vote_decided``) and each tool call's input
+    and output (``tool_called``, only then emitted).
+    """
+
+    __slots__ = ("_all", "_by_kind", "active", "detail", "thread")
 
     def __init__(self, *, thread: str = "") -> None:
+        self.detail = "counts"
         self._all: list[Listener] = []
         self._by_kind: dict[str, list[Listener]] = {}
         self.active = False
@@ -107,6 +115,7 @@ class EventBus:
         bus._all = list(self._all)
         bus._by_kind = {k: list(v) for k, v in self._by_kind.items()}
         bus.active = self.active
+        bus.detail = self.detail
         return bus
 
 

@@ -124,9 +124,21 @@ class Pipeline:
         self._events.on(kind, listener)
         return self._changed()
 
-    def trace(self, path: str | Path | None) -> Pipeline:
-        """Write every event of each run as JSON lines to ``path``."""
+    def trace(self, path: str | Path | None, *, detail: Literal["counts", "full"] = "counts") -> Pipeline:
+        """Write every event of each run as JSON lines to ``path`` (secrets redacted).
+
+        Args:
+            path: the JSONL file (None: no trace file).
+            detail: ``"counts"`` (ids, counts, answers cut short), or ``"full"``: also every sample's text, the
+                losing answers and tool inputs and outputs (in the events every listener hears, too).
+
+        Raises:
+            ConfigError: an unknown ``detail``.
+        """
+        if detail not in ("counts", "full"):
+            raise ConfigError(f"trace detail must be 'counts' or 'full', got {detail!r}")
         self._trace = Path(path) if path is not None else None
+        self._events.detail = detail
         return self._changed()
 
     def _changed(self) -> Pipeline:

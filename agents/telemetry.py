@@ -254,6 +254,8 @@ class _VoteSpans:
 
 def _model_name(model: Any) -> str:
     """The served model's name where the backend knows it, else the backend's class name."""
+    if isinstance(model, str):  # a model spec (the CLI's --model)
+        return model
     for _ in range(4):  # through wrappers (a Meter, request options) to the backend
         name = getattr(model, "model", None)
         if isinstance(name, str):

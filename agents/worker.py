@@ -16,6 +16,7 @@ A retried subtask never redraws the greedy sample of the failed attempt (see :fu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -27,7 +28,9 @@ from mdap.models import ChatModel, Sample, json_schema_format, supports, with_op
 from mdap.types import Message
 from mdap.usage import Usage
 from mdap.voters import Decision, Voter
+from mdap.voters.observe import current_observer, observing
 
+from ._detail import Recorder, vote_detail
 from .events import EventBus
 from .replies import ToolCalls, read_reply
 from .roles import WorkerRole
@@ -193,7 +196,11 @@ class Worker:
         for round_ in range(rounds + 1):
             allow_tools = round_ < rounds
             asked = with_options(meter, **self._request_options(round_, allow_tools, item))
-            decision: Decision[Action] = await voter.decide(asked, messages, self._parser(allow_tools, item, dropped))
+            recorder = Recorder(current_observer()) if events.detail == "full" else None
+            with observing(recorder) if recorder is not None else contextlib.nullcontext():
+                decision: Decision[Action] = await voter.decide(
+                    asked, messages, self._parser(allow_tools, item, dropped)
+                )
             usage = decision.usage
             if dropped:
                 usage += Usage(red_flags=dict(dropped))
@@ -211,6 +218,7 @@ class Worker:
                     action=kind,
                     samples=usage.samples,
                     votes=list(decision.votes),
+                    **(vote_detail(recorder.last) if recorder is not None else {}),
                 )
             if kind == "answer":
                 out.answer = payload
@@ -223,6 +231,9 @@ class Worker:
             results = []
             for i, (name, args) in enumerate(calls):
                 results.append((f"call_{round_}_{i}", name, await self.tools[name].call(args)))
+                if events.detail == "full":
+                    output = results[-1][2]
+                    events.emit("tool_called", id=item.id, role=self.role.name, name=name, input=args, output=output)
             out.tool_calls += len(calls)
             messages = [
                 *messages,
