@@ -8,10 +8,14 @@
       ],
       "planner": {"max_attempts": 3},
       "policy": {"max_concurrency": 8, "retries": 2},
-      "workspace": "work"
+      "workspace": "work",
+      "price": {"input_per_m": 0.15, "output_per_m": 0.6}
     }
 
-``roles`` may also be a table keyed by role name. Tools are built-in groups: ``python``, ``shell``, ``files``.
+``price`` is the model's price per million tokens (every role and the planner share the pipeline's model; a
+role's adapter is served by the same model, at its price), so reports show costs; ``--price-in``/``--price-out``
+win over it. ``roles`` may also be a table keyed by role name. Tools are built-in groups: ``python``, ``shell``,
+``files``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mdap.errors import ConfigError
 from mdap.jsontext import loads_json
-from mdap.models import ChatModel
+from mdap.models import ChatModel, Price
 from mdap.planners import LLMPlanner, RecursivePlanner
 from mdap.voters import VoterSpec
 
@@ -82,6 +86,7 @@ class PipelineConfig(BaseModel):
     policy: dict[str, Any] = Field(default_factory=dict, description="CoordinatorPolicy fields")
     workspace: Annotated[str, Field(description="directory the tools work in")] = "workspace"
     tool_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    price: Price | None = Field(default=None, description="the model's price per million tokens (None: no price set)")
 
     @field_validator("roles", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from mdap._redact import redact
 from mdap.agents import RunResult, Sandbox
 from mdap.errors import ConfigError, ModelError, invalid_settings
 from mdap.jsontext import loads_json
-from mdap.models import ChatModel, open_model
+from mdap.models import ChatModel, Price, open_model
 
 from .loader import MINI_DATA, GaiaQuestion, find_split, load_gaia
 from .pipeline import FINAL_ID, gaia_pipeline, gaia_task
@@ -56,6 +56,7 @@ class GaiaConfig(BaseModel):
     model: str = Field("simulated", description="'simulated', 'local', or an OpenAI-compatible server URL")
     model_name: str | None = Field(None, description="the served model name (URL backends)")
     adapter: str | None = Field(None, description="LoRA adapter (served model name) the samples come from")
+    price: Price | None = Field(None, description="the model's price per million tokens (None: no price set)")
     known: float = Field(1.0, ge=0.0, le=1.0, description="simulated: fraction of the questions it knows")
     error_rate: float = Field(0.0, ge=0.0, le=1.0, description="simulated: per-sample error rate")
     seed: int = Field(0, description="simulated: seed of the known subset and the errors")
@@ -234,7 +235,11 @@ async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: 
         if todo:
             spec = model if model is not None else cfg.model
             opening = open_model(
-                spec, model_name=cfg.model_name, adapter=cfg.adapter, simulated=lambda: _simulated(cfg, questions)
+                spec,
+                model_name=cfg.model_name,
+                adapter=cfg.adapter,
+                price=cfg.price,
+                simulated=lambda: _simulated(cfg, questions),
             )
             chat = await stack.enter_async_context(opening)
         bar = _bar(cfg, len(questions), skipped)

@@ -12,7 +12,7 @@ from mdap.checkpoint import RunLock, lock_path
 from mdap.errors import ConfigError, invalid_settings
 from mdap.executor import Executor
 from mdap.microstep import Chain
-from mdap.models import SIMULATED, ChatModel, open_model
+from mdap.models import SIMULATED, ChatModel, Price, open_model
 from mdap.pool import LocalPool, Pool, RedisPool
 from mdap.report import RunReport
 from mdap.voters import NO_RED_FLAGS, RedFlagPolicy, Spread, VoterSpec, expected_samples
@@ -33,6 +33,7 @@ class HanoiConfig(BaseModel):
     disks: int = Field(20, ge=1, le=40, description="number of disks; the run has 2^disks - 1 steps")
     model: str = Field("simulated", description="'simulated', 'local', or an OpenAI-compatible server URL")
     adapter: str | None = Field(None, description="LoRA adapter (served model name) the worker samples from")
+    price: Price | None = Field(None, description="the model's price per million tokens (None: no price set)")
     error_rate: float = Field(0.002, ge=0.0, le=1.0, description="simulated model: per-sample error rate")
     red_flag_rate: float = Field(0.0, ge=0.0, le=1.0, description="simulated model: malformed/over-long rate")
     correlation: float = Field(0.0, ge=0.0, le=1.0, description="simulated model: how often wrong samples agree")
@@ -150,7 +151,7 @@ async def run_hanoi(cfg: HanoiConfig, model: ChatModel | None = None, pool: Pool
         if model is not None or not remote:
             spec = model if model is not None else cfg.model
             chat = await stack.enter_async_context(
-                open_model(spec, adapter=cfg.adapter, simulated=lambda: _simulated(cfg))
+                open_model(spec, adapter=cfg.adapter, price=cfg.price, simulated=lambda: _simulated(cfg))
             )
         executor: Executor = Executor(  # type: ignore[type-arg]
             chat,

@@ -26,6 +26,7 @@ from mdap._outputs import is_disk_full, mentions_disk_full, output_error, write_
 from mdap.agents import Sandbox
 from mdap.errors import ConfigError, MdapError, OutputError
 from mdap.models import ChatModel
+from mdap.usage import Usage
 
 from ._proc import GitError, checkout_at
 from .grading import GradeReport, InstanceGrade, grade_instance
@@ -48,6 +49,7 @@ class InstanceResult(BaseModel):
     error: str | None = None
     seconds: float = 0.0
     samples: int = 0
+    cost: float | None = Field(default=None, description="the model's cost; None when no price was set")
     resolved: bool | None = Field(default=None, description="None when not graded")
     grade: InstanceGrade | None = None
 
@@ -65,6 +67,7 @@ class SWEBenchSummary(BaseModel):
     errors: int
     empty_patches: int
     samples: int
+    cost: float | None = Field(default=None, description="summed cost; None when no price was set")
     wall_seconds: float
     out: str
     per_instance: list[InstanceResult] = Field(default_factory=list)
@@ -114,6 +117,7 @@ async def run_instance(
                     "attempts": r.attempts,
                     "votes": r.votes,
                     "samples": r.usage.samples,
+                    "cost": r.usage.cost,
                     "tool_calls": r.tool_calls,
                     "red_flags": dict(r.usage.red_flags),
                     "seconds": round(r.seconds, 3),
@@ -191,6 +195,7 @@ async def run_swebench(
                 error=traj.get("error"),
                 seconds=traj["seconds"],
                 samples=int((traj.get("report") or {}).get("samples", 0)),
+                cost=(traj.get("report") or {}).get("cost"),
             )
             if grade and res.status != "error":
                 g = await asyncio.to_thread(
@@ -243,6 +248,7 @@ async def run_swebench(
         errors=sum(1 for r in ordered if r.status == "error" or (r.grade is not None and r.grade.error)),
         empty_patches=sum(1 for r in ordered if r.patch_lines == 0),
         samples=sum(r.samples for r in ordered),
+        cost=sum((Usage(cost=r.cost) for r in ordered), Usage.zero()).cost,
         wall_seconds=round(time.perf_counter() - t0, 3),
         out=str(out),
         per_instance=ordered,

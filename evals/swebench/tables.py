@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mdap.usage import format_cost
+
 from .grading import GradeReport
 from .run import SWEBenchSummary
 
@@ -36,7 +38,8 @@ def run_table(summary: SWEBenchSummary) -> str:
     )
     return (
         f"{table}\n{total}; {summary.finished} finished ({summary.resumed} resumed), {summary.empty_patches} empty "
-        f"patches, {summary.errors} errors, {summary.samples:,} samples, {summary.wall_seconds:,.1f} s"
+        f"patches, {summary.errors} errors, {summary.samples:,} samples, cost {format_cost(summary.cost)}, "
+        f"{summary.wall_seconds:,.1f} s"
     )
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from mdap._cli._args import id_list, input_dir, nonneg_float, nonneg_int, positive_int, probability
+from mdap._cli._price import add_price_flags, price_of
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap._outputs import check_output_dir, guard_outputs
 from mdap.errors import MdapError, OutputError
+from mdap.usage import format_cost
 
 __all__ = ["add_parser"]
 
@@ -43,10 +45,12 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument(
         "--model",
         default="simulated",
-        help="simulated (a dry run: an oracle that knows --known of the answers) | local | http(s)://server/v1",
+        help="simulated (a dry run: an oracle that knows --known of the answers) | local | local:PATH | "
+        "http(s)://server/v1",
     )
     p.add_argument("--model-name", default=None, help="the served model name (URL backends)")
     p.add_argument("--adapter", default=None, help="LoRA adapter name the samples come from")
+    add_price_flags(p)
     p.add_argument(
         "--known", type=probability, default=1.0, help="simulated: fraction of the answers it knows (default 1)"
     )
@@ -92,6 +96,7 @@ def _gaia(args: argparse.Namespace) -> int:
         model=args.model,
         model_name=args.model_name,
         adapter=args.adapter,
+        price=price_of(args),
         known=args.known,
         error_rate=args.error_rate,
         seed=args.seed,
@@ -117,7 +122,7 @@ def _gaia(args: argparse.Namespace) -> int:
     print(format_table(summary))
     print(
         f"skipped {summary.skipped} finished, {len(summary.errors)} errors, {summary.usage.samples:,} samples, "
-        f"{summary.wall_seconds:,.1f} s"
+        f"cost {format_cost(summary.usage.cost)}, {summary.wall_seconds:,.1f} s"
     )
     print(f"wrote {cfg.out_dir}/submission.jsonl, results.jsonl, summary.json")
     for task_id, error in summary.errors.items():

@@ -18,6 +18,7 @@ from mdap._cli._args import (
     positive_int,
     probability,
 )
+from mdap._cli._price import add_price_flags, price_of
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap._outputs import check_output_dir, check_output_file, guard_outputs
 from mdap._redact import redact
@@ -76,10 +77,12 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     r.add_argument(
         "--model",
         default="simulated",
-        help="simulated (a dry run: an oracle that solves --solve-rate of the instances) | local | http(s)://server/v1",
+        help="simulated (a dry run: an oracle that solves --solve-rate of the instances) | local | local:PATH | "
+        "http(s)://server/v1",
     )
     r.add_argument("--model-name", default=None, help="the served model name (URL backends)")
     r.add_argument("--adapter", default=None, help="LoRA adapter name the samples come from")
+    add_price_flags(r)
     r.add_argument("--solve-rate", type=probability, default=1.0, help="simulated: fraction of instances it solves")
     r.add_argument("--seed", type=nonneg_int, default=0, help="simulated: seed")
     r.add_argument("--candidates", type=positive_int, default=3, help="candidate patches (fixer subtasks) per instance")
@@ -241,6 +244,7 @@ async def _run(args: argparse.Namespace, instances: list[Any], box: Sandbox) -> 
         args.model,
         model_name=args.model_name,
         adapter=args.adapter,
+        price=price_of(args),
         simulated=lambda: simulated_swebench_model(
             instances, solved=solved_by_rate(instances, args.solve_rate, args.seed), seed=args.seed
         ),

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from mdap._cli._args import finite_float, k_or_auto, nonneg_float, nonneg_int, positive_int, probability
+from mdap._cli._price import add_price_flags, price_of
 from mdap._outputs import check_output_dir, check_output_file, guard_outputs
 from mdap.errors import OutputError
+from mdap.usage import format_cost
 
 __all__ = ["add_parser"]
 
@@ -34,8 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Solve N-disk Towers of Hanoi one voted move at a time, verifying every move.",
     )
     p.add_argument("--disks", type=positive_int, default=20, help="number of disks (2^N - 1 moves; default 20)")
-    p.add_argument("--model", default="simulated", help="simulated | local | http(s)://server/v1 (default simulated)")
+    p.add_argument(
+        "--model", default="simulated", help="simulated | local | local:PATH | http(s)://server/v1 (default simulated)"
+    )
     p.add_argument("--adapter", default=None, help="LoRA adapter name the worker samples from")
+    add_price_flags(p)
     p.add_argument("--error-rate", type=probability, default=0.002, help="simulated: per-sample error rate")
     p.add_argument("--red-flag-rate", type=probability, default=0.0, help="simulated: malformed/over-long sample rate")
     p.add_argument("--correlation", type=probability, default=0.0, help="simulated: how often wrong samples agree")
@@ -104,6 +109,7 @@ def _hanoi(args: argparse.Namespace) -> int:
         disks=args.disks,
         model=args.model,
         adapter=args.adapter,
+        price=price_of(args),
         error_rate=args.error_rate,
         red_flag_rate=args.red_flag_rate,
         correlation=args.correlation,
@@ -138,14 +144,19 @@ def _hanoi(args: argparse.Namespace) -> int:
     data = report.summary_dict()
     keys = (
         "task", "steps", "total_steps", "verifier_errors", "samples", "mean_samples_per_step",
-        "expected_samples_per_step", "red_flags", "k", "wall_seconds", "steps_per_second", "failure",
+        "expected_samples_per_step", "red_flags", "cost", "k", "wall_seconds", "steps_per_second", "failure",
     )  # fmt: skip
     width = max(map(len, keys))
     if args.runs > 1:
         print(f"{'runs':<{width}}  {args.runs}")
     for key in keys:
         value = data[key]
-        shown = f"{value:,.3f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
+        if key == "cost":
+            shown = format_cost(value)
+        elif isinstance(value, float):
+            shown = f"{value:,.3f}"
+        else:
+            shown = json.dumps(value) if isinstance(value, dict) else value
         print(f"{key:<{width}}  {shown}")
     for warning in (report.calibration or {}).get("warnings", []):
         print(f"mdap: warning: calibration: {warning}", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mdap._cli._args import checkpoint_file, input_file, positive_int
+from mdap._cli._price import add_price_flags, price_of
 from mdap._outputs import RERUN, check_output_file, guard_outputs, write_atomic
 from mdap.errors import ConfigError, OutputError
 from mdap.types import Message
@@ -39,8 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("target", help="the task text, or path/to/pipeline.py:factory")
     p.add_argument("task", nargs="?", default=None, help="the task text, after a pipeline.py:factory target")
     p.add_argument("--roles", type=input_file(), default=None, help="pipeline config file (.json, .toml, .yaml)")
-    p.add_argument("--model", default=None, help="simulated | local | http(s)://server/v1 (default simulated)")
+    p.add_argument(
+        "--model", default=None, help="simulated | local | local:PATH | http(s)://server/v1 (default simulated)"
+    )
     p.add_argument("--model-name", default=None, help="served model name (URL backends)")
+    add_price_flags(p)
     p.add_argument(
         "--checkpoint",
         type=checkpoint_file,
@@ -81,17 +85,21 @@ async def _main(args: argparse.Namespace) -> int:
     if not task:
         raise ConfigError('no task text: mdap run pipeline.py:factory "task text"')
     _check_outputs(args)
+    config = None
+    if not factory:
+        if args.roles is None:
+            raise ConfigError("a task text needs --roles roles.json (or run path/to/pipeline.py:factory)")
+        from mdap.agents.config import load_config
+
+        config = load_config(args.roles)
     async with AsyncExitStack() as stack:
-        model = await _model(args, stack) if args.model or not factory else None
+        price = price_of(args, config.price if config is not None else None)
+        model = await _model(args, stack, price) if args.model or not factory else None
         if factory:
             pipeline = load_factory(factory["file"], factory["name"], model)
         else:
-            if args.roles is None:
-                raise ConfigError("a task text needs --roles roles.json (or run path/to/pipeline.py:factory)")
-            from mdap.agents.config import load_config
-
-            assert model is not None
-            pipeline = load_config(args.roles).build(model, base=args.roles.parent)
+            assert model is not None and config is not None
+            pipeline = config.build(model, base=args.roles.parent)
         if not isinstance(pipeline, Pipeline):
             raise ConfigError(f"{args.target} returned {type(pipeline).__name__}, not a mdap Pipeline")
         use_sandbox(args, check=any(role.tools for role in pipeline.roles))
@@ -159,11 +167,14 @@ def _pipeline_outputs(pipeline: Any) -> list[Path]:
     return out
 
 
-async def _model(args: argparse.Namespace, stack: AsyncExitStack) -> Any:
+async def _model(args: argparse.Namespace, stack: AsyncExitStack, price: Any) -> Any:
     from mdap.models import SIMULATED, SimulatedModel, open_model
 
     opening = open_model(
-        args.model or SIMULATED, model_name=args.model_name, simulated=lambda: SimulatedModel(dry_run_model)
+        args.model or SIMULATED,
+        model_name=args.model_name,
+        simulated=lambda: SimulatedModel(dry_run_model),
+        price=price,
     )
     return await stack.enter_async_context(opening)
 
