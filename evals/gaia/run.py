@@ -103,9 +103,15 @@ def _trace(result: RunResult) -> str:
 
 
 async def solve_question(
-    model: ChatModel, question: GaiaQuestion, cfg: GaiaConfig, *, sandbox: Sandbox | None = None
+    model: ChatModel,
+    question: GaiaQuestion,
+    cfg: GaiaConfig,
+    *,
+    sandbox: Sandbox | None = None,
+    tracer_provider: Any = None,
 ) -> GaiaResult:
-    """Run the default pipeline on ``question`` (its python tool in ``sandbox``, default bubblewrap) and score it.
+    """Run the default pipeline on ``question`` (its python tool in ``sandbox``, default bubblewrap) and score it;
+    with an OpenTelemetry ``tracer_provider``, the run's spans go to it (see :mod:`mdap.agents.telemetry`).
 
     Raises:
         ModelError: the model backend failed (the question is not recorded, so a resumed run tries it again).
@@ -124,6 +130,10 @@ async def solve_question(
         max_tool_rounds=cfg.max_tool_rounds,
         adapter=cfg.adapter,
     )
+    if tracer_provider is not None:
+        from mdap.agents.telemetry import instrument
+
+        instrument(pipeline, tracer_provider)
     result = await pipeline.run(gaia_task(question), thread_id=question.task_id)
     transport = [r.error for r in result.results.values() if not r.ok and (r.error or "").startswith("ModelError")]
     if transport:
@@ -197,13 +207,16 @@ def _simulated(cfg: GaiaConfig, questions: list[GaiaQuestion]) -> ChatModel:
     return model
 
 
-async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: Sandbox | None = None) -> GaiaSummary:
+async def run_gaia(
+    cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: Sandbox | None = None, tracer_provider: Any = None
+) -> GaiaSummary:
     """Run the selected questions (skipping recorded ones with ``resume``), write the outputs, return the summary.
 
     Args:
         cfg: the run's settings.
         model: use this model instead of the one ``cfg.model`` names.
         sandbox: where the python tool runs (default: :meth:`~mdap.agents.Sandbox.default`, bubblewrap).
+        tracer_provider: an OpenTelemetry TracerProvider that gets each question's spans (None: no spans).
 
     Raises:
         ConfigError: bad data or settings, an unknown model, or an output folder that already holds results
@@ -248,7 +261,7 @@ async def run_gaia(cfg: GaiaConfig, model: ChatModel | None = None, *, sandbox: 
         async def one(q: GaiaQuestion) -> None:
             async with limit:
                 try:
-                    result = await solve_question(chat, q, cfg, sandbox=sandbox)
+                    result = await solve_question(chat, q, cfg, sandbox=sandbox, tracer_provider=tracer_provider)
                 except ModelError as err:
                     errors[q.task_id] = redact(f"ModelError: {err}")
                 else:

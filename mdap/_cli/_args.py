@@ -22,6 +22,7 @@ __all__ = [
     "ArgType",
     "checkpoint_file",
     "finite_float",
+    "http_url",
     "id_list",
     "input_dir",
     "input_file",
@@ -266,3 +267,20 @@ def _pipeline_target(value: str) -> str:
 
 pipeline_target: ArgType[str] = ArgType(_pipeline_target, "pipeline", path_kind="input_file")
 """A roles file (.json/.toml/.yaml) or ``path/to/pipeline.py:factory``: the file exists and is UTF-8 text."""
+
+
+def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a URL ({err})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an http(s) URL (like http://127.0.0.1:4318)")
+    return value
+
+
+http_url: ArgType[str] = ArgType(_http_url, "URL")
+"""An ``http://`` or ``https://`` URL with a host (and a valid port, if any)."""

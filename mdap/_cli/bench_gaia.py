@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mdap._cli._args import id_list, input_dir, nonneg_float, nonneg_int, positive_int, probability
+from mdap._cli._otel import add_otlp_flag, otlp_exporter
 from mdap._cli._price import add_price_flags, price_of
 from mdap._cli._sandbox import add_sandbox_flag, use_sandbox
 from mdap._outputs import check_output_dir, guard_outputs
@@ -79,6 +80,7 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished task ids")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_sandbox_flag(p)
+    add_otlp_flag(p)
     p.set_defaults(handler=_gaia)
 
 
@@ -114,8 +116,8 @@ def _gaia(args: argparse.Namespace) -> int:
     check_output_dir(cfg.out_dir, "--out")
     sandbox = use_sandbox(args)
     try:
-        with guard_outputs(cfg.out_dir):
-            summary = asyncio.run(run_gaia(cfg, sandbox=sandbox))
+        with guard_outputs(cfg.out_dir), otlp_exporter(args) as provider:
+            summary = asyncio.run(run_gaia(cfg, sandbox=sandbox, tracer_provider=provider))
     except OutputError:  # a full disk: the scores recorded so far still go to stdout, then the error
         _print_recorded(cfg)
         raise

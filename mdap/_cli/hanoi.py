@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from mdap._cli._args import finite_float, k_or_auto, nonneg_float, nonneg_int, positive_int, probability
+from mdap._cli._otel import add_otlp_flag, otlp_exporter
 from mdap._cli._price import add_price_flags, price_of
 from mdap._outputs import check_output_dir, check_output_file, guard_outputs
 from mdap.errors import OutputError
@@ -96,6 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="URL",
         help="decide steps on a Redis worker pool (redis://host:port, rediss:// for TLS; role 'hanoi')",
     )
+    add_otlp_flag(p)
     p.set_defaults(handler=_hanoi)
 
 
@@ -139,8 +141,14 @@ def _hanoi(args: argparse.Namespace) -> int:
         for trace in [args.trace] if args.runs == 1 else [run_path(args.trace, i) for i in range(args.runs)]:
             check_output_file(trace, "--trace", make_parents=True)
     check_output_dir(cfg.checkpoint_path.parent, "--run-dir")
-    with guard_outputs(cfg.checkpoint_path, args.trace):
-        report = asyncio.run(run_hanoi(cfg))
+    with guard_outputs(cfg.checkpoint_path, args.trace), otlp_exporter(args) as provider:
+        if provider is None:
+            report = asyncio.run(run_hanoi(cfg))
+        else:
+            from mdap.agents.telemetry import trace_chain
+
+            with trace_chain(f"hanoi {args.disks}", provider, model=args.model, disks=args.disks, k=str(args.k)):
+                report = asyncio.run(run_hanoi(cfg))
     data = report.summary_dict()
     keys = (
         "task", "steps", "total_steps", "verifier_errors", "samples", "mean_samples_per_step",

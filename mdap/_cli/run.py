@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mdap._cli._args import checkpoint_file, input_file, positive_int
+from mdap._cli._otel import add_otlp_flag, add_trace_detail_flag, otlp_exporter
 from mdap._cli._price import add_price_flags, price_of
 from mdap._outputs import RERUN, check_output_file, guard_outputs, write_atomic
 from mdap.errors import ConfigError, OutputError
@@ -65,6 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="URL",
         help="run subtasks on a Redis worker pool (redis://host:port; `mdap worker --role R --pipeline ...`)",
     )
+    add_trace_detail_flag(p)
+    add_otlp_flag(p)
     add_sandbox_flag(p)
     p.set_defaults(handler=_run)
 
@@ -110,7 +113,12 @@ async def _main(args: argparse.Namespace) -> int:
         if args.concurrency is not None:
             pipeline.policy(max_concurrency=args.concurrency)
         if args.trace is not None:
-            pipeline.trace(args.trace)
+            pipeline.trace(args.trace, detail=args.trace_detail)
+        provider = stack.enter_context(otlp_exporter(args))  # shut down (flushed) after the run
+        if provider is not None:
+            from mdap.agents.telemetry import instrument
+
+            instrument(pipeline, provider)
         if args.pool is not None:
             from mdap.agents.pool_runner import pool_runner
             from mdap.pool import RedisPool

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,22 @@ async def test_without_listeners_no_vote_is_recorded() -> None:
 
     assert current_observer() is None
     assert Ballot(3)._record is None
+
+
+def test_a_chain_is_a_run_span_over_its_votes_and_their_samples(tmp_path: Path) -> None:
+    from mdap.agents.telemetry import trace_chain
+    from mdap.evals.hanoi import HanoiConfig, run_hanoi
+
+    provider, exporter = _provider()
+    cfg = HanoiConfig.build(disks=3, model="simulated", k=2, run_dir=tmp_path / "run", progress=False)
+    with trace_chain("hanoi 3", provider, model="simulated", disks=3):
+        report = asyncio.run(run_hanoi(cfg))
+    assert report.ok
+    spans = exporter.get_finished_spans()
+    (run,) = [s for s in spans if s.name == "mdap.run hanoi 3"]
+    votes = [s for s in spans if s.name == "mdap.vote"]
+    samples = [s for s in spans if s.name == "chat simulated"]
+    assert len(votes) == 7  # one per move
+    assert all(v.parent is not None and v.parent.span_id == run.context.span_id for v in votes)
+    assert len(samples) == sum(int(v.attributes["mdap.samples"]) for v in votes if v.attributes)
+    assert {s.parent.span_id for s in samples if s.parent} == {v.context.span_id for v in votes}
