@@ -289,11 +289,11 @@ class LocalModel:
 
 def _missing(files: ModelFiles | None) -> list[str]:
     """The pip names of the packages missing to serve ``files`` (None: the embedded model)."""
-    missing = missing_packages()
     if files is None:
-        return missing
-    unneeded = {_NEEDED[_PACKAGE]} | (set() if files.gguf else {_NEEDED["gguf"], _NEEDED["transformers"]})
-    return [m for m in missing if m not in unneeded]
+        return missing_packages()
+    unneeded = {_PACKAGE} | (set() if files.gguf else {"gguf", "transformers"})
+    needed = {module: pip for module, pip in _NEEDED.items() if module not in unneeded}
+    return [pip for module, pip in needed.items() if importlib.util.find_spec(module) is None]
 
 
 def _adapter_names(adapters: Mapping[str, str | Path] | Iterable[Adapter] | None) -> list[str]:

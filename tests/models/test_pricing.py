@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _openai_stub import Action, StubServer, completion
@@ -78,9 +79,10 @@ def test_usage_adds_costs_and_none_means_no_price() -> None:
 
 
 def test_a_report_says_null_when_no_price_was_set() -> None:
-    unpriced = RunReport(task="t", total_steps=1, steps=1, completed=True, wall_seconds=1.0, usage=Usage(samples=3))
+    fields: dict[str, Any] = {"task": "t", "total_steps": 1, "steps": 1, "completed": True, "wall_seconds": 1.0}
+    unpriced = RunReport(**fields, usage=Usage(samples=3))
     assert unpriced.summary_dict()["cost"] is None
-    priced = RunReport(task="t", total_steps=1, steps=1, completed=True, wall_seconds=1.0, usage=Usage(samples=3, cost=0.02))
+    priced = RunReport(**fields, usage=Usage(samples=3, cost=0.02))
     again = RunReport.model_validate(json.loads(json.dumps(priced.summary_dict())))
     assert again.usage.cost == 0.02
 
