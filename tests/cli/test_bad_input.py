@@ -159,6 +159,8 @@ def flag_kind(action: argparse.Action) -> str | None:
         return str(kind)
     if typ in (int, float) or getattr(typ, "numeric", False) or _parses_a_number(typ):
         return "number"
+    if action.choices is not None:  # argparse refuses any other value itself (--trace-detail counts|full)
+        return None
     if not (typ is Path or _words(action) & PATH_WORDS):
         return None
     # Input paths are typed (mdap._cli._args.input_file/input_dir/...: they say so above); any other path is an
