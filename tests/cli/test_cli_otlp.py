@@ -80,3 +80,10 @@ def test_otlp_without_opentelemetry_says_how_to_install_it(monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
     with pytest.raises(ConfigError, match=r"pip install 'mdap\[otel\]'"):
         otlp_provider("http://127.0.0.1:4318")
+
+
+def test_bench_gaia_exports_its_spans_to_the_collector(tmp_path: Path, collector: tuple[str, list]) -> None:
+    url, posts = collector
+    argv = ["bench", "gaia", "--data", "mini", "--limit", "1", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main([*argv, "--sandbox", "none", "--otlp", url]) == 0
+    assert posts and {path for path, _, _ in posts} == {"/v1/traces"}
