@@ -8,7 +8,7 @@ from typing import Any
 
 from mdap.voters.observe import VoteObserver, VoteRecord
 
-__all__ = ["Recorder", "vote_detail"]
+__all__ = ["Recorder", "shown_answer", "vote_detail"]
 
 
 class Recorder:
@@ -33,20 +33,25 @@ def vote_detail(record: VoteRecord | None) -> dict[str, Any]:
     if record is None:
         return {}
     samples = [
-        {"text": r.sample.text, "answer": _shown(r.answer), "red_flag": r.flag, "finish_reason": r.sample.finish_reason}
+        {
+            "text": r.sample.text,
+            "answer": shown_answer(r.answer),
+            "red_flag": r.flag,
+            "finish_reason": r.sample.finish_reason,
+        }
         for r in record.samples
     ]
     counts: dict[str, int] = {}
-    decided = _shown(record.answer)
+    decided = shown_answer(record.answer)
     for r in record.samples:
-        shown = _shown(r.answer)
+        shown = shown_answer(r.answer)
         if shown is not None and shown != decided:
             counts[shown] = counts.get(shown, 0) + 1
     losing = [{"answer": a, "votes": c} for a, c in sorted(counts.items(), key=lambda kv: -kv[1])]
     return {"sample_texts": samples, "losing": losing}
 
 
-def _shown(answer: Any) -> str | None:
+def shown_answer(answer: Any) -> str | None:
     """A worker's voted reply as text: an answer's text, a tool round's calls as JSON."""
     if answer is None:
         return None

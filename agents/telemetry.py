@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mdap.errors import ConfigError
 from mdap.voters.observe import VoteRecord, observing, set_observer
 
+from ._detail import shown_answer
 from .events import Event, EventBus
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ class PipelineTracer:
         span = self._subtasks.pop((event.thread, str(data.get("id", ""))), None)
         if span is None:  # taken from the store: it never started in this session
             return
-        attributes = {k: v for k, v in _event_attributes(data).items() if k != "id"}
+        attributes = {k: v for k, v in _event_attributes(data).items() if k not in ("id", "role")}
         span.set_attributes({f"mdap.{k}": v for k, v in attributes.items()})
         if data.get("status") not in (None, "ok"):
             span.set_status(Status(StatusCode.ERROR, str(data.get("error") or data.get("status"))))
@@ -219,7 +220,7 @@ class _VoteSpans:
         if record.k is not None:
             attributes["mdap.k"] = record.k
         if record.answer is not None:
-            attributes["mdap.decided_answer"] = _text(record.answer)
+            attributes["mdap.decided_answer"] = (shown_answer(record.answer) or "")[:_ANSWER_CHARS]
         for kind, count in record.red_flags.items():
             attributes[f"mdap.red_flags.{kind}"] = count
         parent = trace.set_span_in_context(self.parent)
