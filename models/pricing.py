@@ -20,7 +20,7 @@ __all__ = ["Price"]
 class Price(BaseModel):
     """A model's price per million tokens, in one currency unit (e.g. USD).
 
-    Args:
+    Attributes:
         input_per_m: the price of a million prompt (input) tokens.
         output_per_m: the price of a million completion (output) tokens.
 
