@@ -272,6 +272,16 @@ class LocalModel:
     ) -> None:
         await self.stop()
 
+    @property
+    def native_tools(self) -> bool | None:
+        """Whether the server takes native ``tools``: its client's answer once known, None (try) before."""
+        return None if self._client is None else self._client.native_tools
+
+    @property
+    def structured_outputs(self) -> bool | None:
+        """Whether the server takes JSON-schema ``response_format``: as :attr:`native_tools`."""
+        return None if self._client is None else self._client.structured_outputs
+
     async def sample(
         self,
         messages: Sequence[Message],
@@ -280,11 +290,24 @@ class LocalModel:
         temperature: float = 0.0,
         max_tokens: int | None = None,
         adapter: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        response_format: Mapping[str, Any] | None = None,
     ) -> list[Sample]:
-        """Draw ``n`` completions (see :meth:`OpenAICompatible.sample`); starts the server on first use."""
+        """Draw ``n`` completions (see :meth:`OpenAICompatible.sample`, also for ``tools``, ``tool_choice`` and
+        ``response_format``); starts the server on first use."""
         if self._client is None:
             await self.start()
-        return await self.client.sample(messages, n=n, temperature=temperature, max_tokens=max_tokens, adapter=adapter)
+        return await self.client.sample(
+            messages,
+            n=n,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            adapter=adapter,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+        )
 
 
 def _missing(files: ModelFiles | None) -> list[str]:
