@@ -20,39 +20,17 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from http_overhead import serve_simulated  # the sibling script: this folder is on sys.path when run
+
 from mdap.evals.hanoi import HanoiStep
 from mdap.models import OpenAICompatible
-from mdap.models._process import free_port
 
 Send = Callable[[], Awaitable[Any]]
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    """``mdap serve --simulated`` on a free port, in its own process; returns it and its base URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mdap.cli", "serve", "--simulated", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/health", timeout=1).read()
-            return proc, f"{base}/v1"
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("mdap serve --simulated did not start") from None
-            time.sleep(0.1)
 
 
 async def cpu_per_request(send: Send, requests: int) -> list[float]:
@@ -118,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="measured requests per stack (default 1000)")
     args = parser.parse_args()
-    proc, url = start_server()
+    proc, url = serve_simulated()
     try:
         results = asyncio.run(stacks(url, args.requests))
     finally:

@@ -42,11 +42,10 @@ K = 3
 _ANSWER = re.compile(r"move = \[(\d+), (\d+), (\d+)\]\nnext_state = (\[.*\])")
 
 
-def start_server(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
-    """``mdap serve --simulated --task hanoi`` in its own process; returns it and its base URL."""
+def serve_simulated(*flags: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``mdap serve --simulated FLAGS`` in its own process, once healthy; returns it and its base URL (``.../v1``)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "mdap.cli", "serve", "--simulated", "--task", "hanoi", "--port", str(port)]
-    cmd += ["--error-rate", "0.01", "--latency-ms", str(latency_ms)]
+    cmd = [sys.executable, "-m", "mdap.cli", "serve", "--simulated", "--port", str(port), *flags]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -59,6 +58,11 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
                 proc.kill()
                 raise RuntimeError("mdap serve --simulated did not start") from None
             time.sleep(0.1)
+
+
+def start_server(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``mdap serve --simulated --task hanoi`` at ``latency_ms``; returns it and its base URL."""
+    return serve_simulated("--task", "hanoi", "--error-rate", "0.01", "--latency-ms", str(latency_ms))
 
 
 # ---- the bare loop ------------------------------------------------------------------------------------------
