@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from runtime_helpers import Crashing
 
-from mdap import CheckpointError, Executor, FirstToAheadByK, Sample
+from mdap import CheckpointError, Executor, FirstToAheadByK
 from mdap.evals.hanoi import hanoi_chain, simulated_hanoi_model
-from mdap.types import Message
-
-
-class Crashing:
-    """Wraps a model and dies (like a killed process) after ``calls`` requests."""
-
-    def __init__(self, inner: object, calls: int) -> None:
-        self.inner = inner
-        self.left = calls
-
-    async def sample(self, messages: Sequence[Message], **kw: object) -> list[Sample]:
-        self.left -= 1
-        if self.left < 0:
-            raise KeyboardInterrupt("killed")
-        return await self.inner.sample(messages, **kw)  # type: ignore[attr-defined,no-any-return]
 
 
 def read_trace(path: Path) -> list[dict[str, object]]:
