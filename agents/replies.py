@@ -26,7 +26,7 @@ from typing import Any
 from mdap.errors import RedFlag
 from mdap.jsontext import loads_json, raw_decode_json
 
-from ._pycode import ascii_operators
+from ._pycode import runnable
 from .tools import Tool
 
 __all__ = [
@@ -227,9 +227,9 @@ def _canonical(name: str, args: Mapping[str, Any]) -> tuple[str, str]:
 
 def call_key(name: str, arguments: str, *, python: str = "python") -> tuple[str, str]:
     """What a call is voted as: ``(name, arguments)``, the arguments (JSON text) as JSON with sorted keys and no
-    spaces, and the ``code`` of the ``python`` tool replaced by the dump of its syntax tree (math signs read as
-    the tool reads them, :func:`~._pycode.ascii_operators`), so programs that differ only in formatting and
-    comments are one vote. Code that does not parse stays text."""
+    spaces, and the ``code`` of the ``python`` tool replaced by the dump of its syntax tree (read as the tool
+    reads it: math signs as operators, debris cut off, :func:`~._pycode.runnable`), so programs that differ only
+    in formatting and comments are one vote. Code that does not parse stays text."""
     args = json.loads(arguments)
     code = args.get("code") if name == python and isinstance(args, dict) else None
     tree = _syntax_tree(code) if isinstance(code, str) else None
@@ -241,7 +241,7 @@ def call_key(name: str, arguments: str, *, python: str = "python") -> tuple[str,
 def _syntax_tree(code: str) -> str | None:
     """The dump of ``code``'s syntax tree (no positions), or None when it does not parse."""
     try:
-        return ast.dump(ast.parse(ascii_operators(code)))
+        return ast.dump(ast.parse(runnable(code)[0]))
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, a NUL byte, nesting too deep
         return None
 

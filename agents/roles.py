@@ -13,7 +13,7 @@ from mdap.voters import Voter, VoterSpec
 from .tools import Tool
 from .work import WorkItem
 
-__all__ = ["AnswerParser", "PassThrough", "WorkerRole", "default_voter"]
+__all__ = ["AnswerParser", "OutputAnswer", "PassThrough", "WorkerRole", "default_voter"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
@@ -24,6 +24,12 @@ discard a malformed one. The default collapses whitespace."""
 PassThrough = Callable[[WorkItem], "str | None"]
 """An answer a subtask has without asking the model (e.g. a dependency's answer that is already final), or None
 to ask it. The answer still goes through the role's answer parser (a red flag there asks the model)."""
+
+OutputAnswer = Callable[[WorkItem, str], "str | None"]
+"""The answer a program's output already is (e.g. one line in the form of a final answer), or None to ask the
+model: given the subtask and what its one successful python call printed. The answer goes through the role's
+answer parser. A small model asked to restate an output drops or changes parts of it ("apple, kiwi, mango, pear"
+came back as "kiwi, mango, pear")."""
 
 
 def default_voter() -> Voter:
@@ -51,12 +57,21 @@ class WorkerRole:
         plain_answers: a reply in none of the answer spellings (``{"answer": ...}``, ``FINAL ANSWER: ...``,
             ``\\boxed{...}``) is taken whole as the answer; False red-flags it (``format``).
         pass_through: decides a subtask without the model when it returns an answer (see :data:`PassThrough`).
-        must_act: the first reply must call a tool: sent with ``tool_choice="required"`` where the model takes
-            native tool calls (a small model asked with ``"auto"`` writes the call as bare JSON, or answers
-            from memory). Nothing is forced with the text protocol.
+        must_act: the first reply, and each reply after a round whose calls all failed (:func:`~.tools.tool_failed`),
+            must call a tool: sent with ``tool_choice="required"`` where the model takes native tool calls (a
+            small model asked with ``"auto"`` writes the call as bare JSON, answers from memory, or answers
+            after a failed call instead of fixing it). Nothing is forced with the text protocol.
+        code_actions: the role acts in code: its prompt asks for a fenced python block, which runs with its
+            ``python`` tool, and the program's output comes back as output (code as an action). No native tools
+            or JSON schema go with its tool rounds; its other tools stay callable as JSON. Small coder models
+            write far better programs in a block than inside a JSON string (Qwen2.5-Coder-0.5B on GAIA's mini
+            level 1: 7/8 right programs against 3/8 as native tool calls, greedy).
+        answer_from_output: reads the answer off a round's output without asking the model (see
+            :data:`OutputAnswer`): after a round of one python call that worked.
 
     Raises:
-        ConfigError: a bad name, duplicate tool names, max_tool_rounds < 0, or a voter that is no voter or has
+        ConfigError: a bad name, duplicate tool names, max_tool_rounds < 0, code_actions without a ``python`` tool,
+            or a voter that is no voter or has
             ``k="auto"`` (a role's margin is not calibrated: give an integer k).
     """
 
@@ -73,6 +88,8 @@ class WorkerRole:
     plain_answers: bool = True
     pass_through: PassThrough | None = field(default=None, repr=False)
     must_act: bool = False
+    code_actions: bool = False
+    answer_from_output: OutputAnswer | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -88,6 +105,8 @@ class WorkerRole:
             raise ConfigError("'planner' is reserved for the planner's stats in reports; name the role otherwise")
         if self.max_tool_rounds < 0:
             raise ConfigError(f"role {self.name}: max_tool_rounds must be >= 0")
+        if self.code_actions and "python" not in names:
+            raise ConfigError(f"role {self.name}: code_actions needs a tool named python (e.g. python_tool(workspace))")
         if self.voter is not None:
             _check_voter(self.name, self.voter)
         object.__setattr__(self, "tools", tuple(self.tools))

@@ -21,7 +21,7 @@ from typing import Any
 from mdap.errors import ConfigError, ToolError
 
 from . import _files
-from ._pycode import ascii_operators, explain_failure
+from ._pycode import explain_failure, runnable
 from .sandbox import Limits, Sandbox, cut
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "file_tools",
     "python_tool",
     "shell_tool",
+    "tool_failed",
 ]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
@@ -294,18 +295,46 @@ def file_tools(
     ]
 
 
-_PY_BOOT = (
-    "import sys\n"
-    "src = sys.stdin.read()\n"
-    "try:\n"
-    "    code = compile(src, '<tool>', 'eval')\n"
-    "except SyntaxError:\n"
-    "    exec(compile(src, '<tool>', 'exec'), {'__name__': '__main__'})\n"
-    "else:\n"
-    "    value = eval(code, {'__name__': '__main__'})\n"
-    "    if value is not None:\n"  # as the REPL: print(x) shows x, not x and then None
-    "        print(repr(value))\n"
-)
+_PY_BOOT = """\
+import ast, linecache, sys, traceback
+src = sys.stdin.read()
+linecache.cache['<tool>'] = (len(src), None, src.splitlines(True), '<tool>')
+env = {'__name__': '__main__'}
+try:
+    tree = ast.parse(src, '<tool>')
+except SyntaxError as exc:
+    traceback.print_exception(type(exc), exc, None)
+    sys.exit(1)
+try:
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, '<tool>', 'exec'), env)
+    if last is not None:
+        value = eval(compile(ast.Expression(last.value), '<tool>', 'eval'), env)
+        if value is not None:
+            print(repr(value))
+except SystemExit:
+    raise
+except BaseException as exc:
+    sys.stdout.flush()
+    traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+    sys.exit(1)
+"""
+"""Runs the program read from stdin as a script whose last expression, if any, is shown as the REPL shows it
+(``x = 2`` then ``x * 21`` prints 42; ``print(x)`` prints x once). A failure prints the traceback of the
+program's own lines only, with those lines shown."""
+
+NO_OUTPUT = "(the program printed nothing: print the result you need)"
+"""The python tool's reply to a program that ran and printed nothing."""
+
+
+_EXIT_FAILED = re.compile(r"^exit code [1-9]")
+
+
+def tool_failed(output: str) -> bool:
+    """Whether a tool's output reports that the call got nothing to go on: a refused or failed call (``error:
+    ...``, as :meth:`Tool.call` writes a :class:`ToolError`), a program that exited non-zero (``exit code N``),
+    or a python program that printed nothing (:data:`NO_OUTPUT`)."""
+    return output.startswith(("error:", NO_OUTPUT)) or _EXIT_FAILED.match(output) is not None
 
 
 def _sandbox_of(sandbox: Sandbox | None) -> Sandbox:
@@ -326,10 +355,13 @@ def _shown(done_output: str, timed_out: bool, limits: Limits, process_limit_hit:
 
 
 def python_tool(workspace: Workspace, limits: Limits | None = None, *, sandbox: Sandbox | None = None) -> Tool:
-    """``python``: evaluate an expression (its repr is returned) or run code (its output is returned).
+    """``python``: run code as a script and return its output; a last expression's value is shown as the REPL shows
+    it, and a program that prints nothing gets :data:`NO_OUTPUT`.
 
     Math signs a model writes in code (multiplication, division, minus signs, ...) become Python operators outside
     string literals; a program that still fails on a character Python does not take gets a hint in its output.
+    Tool-call debris at the end of the code (``print(x)}``) is left out when the code parses only without it, and
+    the output says so (see :func:`~._pycode.runnable`).
 
     The code runs in a fresh ``python -I`` process in the workspace, inside ``sandbox`` (default: bubblewrap,
     see :class:`Sandbox`; None: :meth:`Sandbox.default` at call time), under ``limits`` (default: the
@@ -339,10 +371,15 @@ def python_tool(workspace: Workspace, limits: Limits | None = None, *, sandbox: 
     async def run(args: dict[str, Any]) -> str:
         box = _sandbox_of(sandbox)
         lim = limits or box.limits
-        code = ascii_operators(str(args["code"]))
+        code, cut_off = runnable(str(args["code"]))
         done = await box.run([sys.executable, "-I", "-c", _PY_BOOT], cwd=workspace.root, limits=lim, stdin=code)
         out = _shown(done.output, done.timed_out, lim, done.process_limit_hit)
-        return out if done.code == 0 else f"exit code {done.code}\n{out}{explain_failure(out)}"
+        if done.code == 0 and not out.strip():
+            out = NO_OUTPUT + "\n"
+        note = f"[left out the end of the code that is not Python: {cut_off[:40]!r}]\n" if cut_off else ""
+        if done.code == 0:
+            return out + note
+        return f"exit code {done.code}\n{out}{explain_failure(out)}\n{note}".rstrip("\n") + "\n"
 
     return Tool(
         "python",

@@ -17,14 +17,16 @@ __all__ = ["ModelCall", "ScriptedModel"]
 
 @dataclass(frozen=True, slots=True)
 class ModelCall:
-    """One recorded request: how many samples at which temperature, the prompt's last message, and the optional
-    request fields it carried (``tools``, ``tool_choice``, ``response_format``; see :mod:`mdap.models.options`)."""
+    """One recorded request: how many samples at which temperature, the prompt's last message, the optional
+    request fields it carried (``tools``, ``tool_choice``, ``response_format``; see :mod:`mdap.models.options`),
+    and every message sent."""
 
     n: int
     temperature: float
     adapter: str | None
     prompt: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    messages: tuple[Message, ...] = ()
 
 
 class ScriptedModel:
@@ -86,7 +88,7 @@ class ScriptedModel:
         if set(options) - taken:
             raise ModelError(f"scripted model: request fields it does not take: {sorted(set(options) - taken)}")
         prompt = messages[-1]["content"] if messages else ""
-        self.calls.append(ModelCall(n, temperature, adapter, prompt, dict(options)))
+        self.calls.append(ModelCall(n, temperature, adapter, prompt, dict(options), tuple(messages)))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

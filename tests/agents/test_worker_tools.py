@@ -139,7 +139,7 @@ async def test_worker_refuses_escapes_through_the_tool_loop(tmp_path: Path) -> N
 
 async def test_tool_loop_is_bounded() -> None:
     def oracle(messages: Sequence[Message]) -> str:
-        if "No tool rounds are left" in messages[-1]["content"]:
+        if "no more tool calls" in messages[-1]["content"]:
             return answer("gave up")
         return json.dumps({"tool_calls": [{"type": "function", "function": {"name": "noop", "arguments": "{}"}}]})
 
