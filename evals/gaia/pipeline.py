@@ -9,13 +9,16 @@ is not asked to restate it: small models "recompute" it wrong).
     answer = result.answer  # the extracted final answer
 
 The planner is the :class:`~mdap.planners.LLMPlanner` on the ``solver`` role; when the model gives no valid plan
-the question falls back to the fixed plan (one solver step), so a weak model still answers. Either way the last
+the question falls back to the fixed plan (one solver step), so a weak model still answers. A plan of one step is
+the fixed plan too: its instruction could only restate the question, and a small model restates it wrong ("3 days
+is equal to 2160 seconds"). Either way the last
 subtask is the answerer's, which depends on every other sink, and every solver instruction carries the question
 verbatim.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -43,7 +46,7 @@ from mdap.planners import (
 from mdap.voters import Voter, VoterSpec
 
 from .loader import GaiaQuestion
-from .tools import attachment_tool, calculator_tool
+from .tools import attachment_tool, calculator_tool, file_head
 
 __all__ = [
     "ANSWERER_PROMPT",
@@ -53,13 +56,18 @@ __all__ = [
     "GaiaPlanner",
     "SOLVER_PROMPT",
     "PlannerKind",
+    "SolverActions",
     "extract_final_answer",
     "final_shaped",
     "gaia_pipeline",
     "gaia_task",
+    "solver_prompt",
 ]
 
 PlannerKind = Literal["llm", "fixed"]
+SolverActions = Literal["code", "tools"]
+"""How the solver acts: ``"code"``, python blocks (:attr:`WorkerRole.code_actions`), or ``"tools"``, tool calls
+(native where the server takes them, else JSON text)."""
 
 FINAL_ID = "final_answer"
 """The id of the answerer's subtask, the plan's one sink."""
@@ -70,10 +78,22 @@ A number: digits only, no thousands separators, no units or signs such as $ or %
 A string: no articles, no abbreviations (write city names in full); write digits in plain text unless asked otherwise.
 A list: apply these rules to each element, in the order the question asks for."""
 
-SOLVER_PROMPT = """You work on one step of a question that has one short, exact answer. Use the tools when they \
-help: python (runs code in a folder that holds the attached file), read_attachment, calculator. Compute with a \
-tool rather than by heart: write a short Python program that prints the result. When you have the result, reply \
-with just the result as your answer (a number, a few words or a comma-separated list), not a sentence."""
+SOLVER_PROMPT = """You work on one step of a question that has one short, exact answer. {how}"""
+"""The solver's prompt; ``{how}`` is how it works, by the solver's actions and tools (:func:`solver_prompt`)."""
+
+_HOW_CODE = "Work it out with a short Python program that computes the result and prints just the result (a \
+number, a few words or a comma-separated list; not a sentence); do not compute by heart.{file}"
+_FILE_IN_FOLDER = """ The attached file {name} is in the working folder: read it with Python's standard library \
+(open, csv, json; there is no pandas). It begins:
+```
+{head}
+```"""
+_HOW_TOOLS = "Use the tools when they help: {tools}. Compute with a tool rather than by heart: write a short \
+Python program that prints the result. When you have the result, reply with just the result as your answer (a \
+number, a few words or a comma-separated list), not a sentence."
+
+_TOOLS_WITH_FILE = "python (runs code in a folder that holds the attached file), read_attachment, calculator"
+_TOOLS_NO_FILE = "python (runs code; this question has no attached file), calculator"
 
 ANSWERER_PROMPT = (
     "You state the final answer to a question, given the work done on it. Copy the answer the work found; "
@@ -94,8 +114,29 @@ _NOT_FINAL_WORDS = frozenset(
     {"is", "are", "was", "were", "be", "equals", "equal", "answer", "result", "i", "we", "it", "the", "of", "to"}
 )
 _MAX_ITEM_WORDS = 4
+_MAX_LITERAL = 10_000
 _COUNTING = re.compile(r"\bhow\s+(?:many|much)\b", re.IGNORECASE)
 _QUESTION_MARK = "\n\nQuestion: "
+_QUESTION_START = "Question: "
+_STEP_MARK = "\n\nYour step: "
+
+
+def solver_prompt(attachment: Path | None, actions: SolverActions = "code") -> str:
+    """The solver's system prompt: :data:`SOLVER_PROMPT` for its ``actions``; acting in code, with the name and
+    the beginning of the ``attachment`` (the workspace's copy) when the question has one (a program written for
+    a file the model has not seen guesses its columns).
+
+    Raises:
+        ToolError: the attachment is not a plain file.
+    """
+    if actions == "code":
+        where = ""
+        if attachment is not None:
+            where = _FILE_IN_FOLDER.replace("{name}", attachment.name).replace("{head}", file_head(attachment))
+        how = _HOW_CODE.replace("{file}", where)
+    else:
+        how = _HOW_TOOLS.replace("{tools}", _TOOLS_WITH_FILE if attachment else _TOOLS_NO_FILE)
+    return SOLVER_PROMPT.replace("{how}", how)
 
 
 def extract_final_answer(text: str) -> str | None:
@@ -121,17 +162,42 @@ def extract_final_answer(text: str) -> str | None:
 
 
 def _tidy(text: str) -> str:
-    """An answer the worker extracted, tidied for the scorer: a JSON list as a comma-separated list, then the
-    cleaning of :func:`extract_final_answer`."""
+    """An answer the worker extracted, tidied for the scorer: a JSON or Python list as a comma-separated list, the
+    ``answer`` of a JSON or Python dict (a program may print ``{'answer': 42}``), then the cleaning of
+    :func:`extract_final_answer`."""
     text = text.strip()
-    if text.startswith("["):
-        try:
-            items = loads_json(text)
-        except ValueError:
-            items = None
-        if isinstance(items, list) and all(isinstance(i, str | int | float) for i in items):
+    if text.startswith(("[", "(")):
+        items = _literal_list(text)
+        if items is not None:
             text = ", ".join(str(i) for i in items)
+    elif text.startswith("{"):
+        value = _literal(text)
+        if isinstance(value, dict) and isinstance(value.get("answer"), str | int | float):
+            text = str(value["answer"])
     return clean_answer(text)
+
+
+def _literal(text: str) -> object:
+    """``text`` read as JSON, else as a Python literal (read, never run); None when it is neither."""
+    try:
+        return loads_json(text)
+    except ValueError:
+        pass
+    if len(text) > _MAX_LITERAL:
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def _literal_list(text: str) -> list[object] | None:
+    """The items of a JSON list, or of a Python list or tuple literal as the python tool prints one
+    (``['apple', 'kiwi']``), when each is a string or a number; else None."""
+    items = _literal(text)
+    if isinstance(items, list | tuple) and all(isinstance(i, str | int | float) for i in items):
+        return list(items)
+    return None
 
 
 def _final_answer(text: str) -> str:
@@ -142,7 +208,7 @@ def _final_answer(text: str) -> str:
 
 
 def _solver_answer(text: str) -> str:
-    out = _tidy(text) if text.lstrip().startswith("[") else _SPACE.sub(" ", text).strip()
+    out = _tidy(text) if text.lstrip().startswith(("[", "(")) else _SPACE.sub(" ", text).strip()
     if not out:
         raise RedFlag("parse", "empty answer")
     return out
@@ -168,20 +234,33 @@ def final_shaped(text: str, question: str = "") -> bool:
     return not text.endswith((".", ":", "?"))
 
 
+def _question_of(instruction: str) -> str:
+    """The question a GAIA step's instruction carries (the fixed and answer steps end with it; a planned step
+    starts with it, see :func:`_with_question`)."""
+    if instruction.startswith(_QUESTION_START):
+        return instruction[len(_QUESTION_START) :].split(_STEP_MARK, 1)[0]
+    return instruction.split(_QUESTION_MARK, 1)[-1]
+
+
 def _pass_through(item: WorkItem) -> str | None:
     """The answerer's answer without the model: the one solver answer it depends on, when that is final-shaped."""
     if len(item.artifacts) != 1 or not item.artifacts[0].ok:
         return None
     text = _tidy(item.artifacts[0].text)
-    question = item.instruction.split(_QUESTION_MARK, 1)[-1]
-    return text if final_shaped(text, question) else None
+    return text if final_shaped(text, _question_of(item.instruction)) else None
+
+
+def _output_answer(item: WorkItem, output: str) -> str | None:
+    """The solver's answer without the model: its program's output, when that is final-shaped (one line)."""
+    text = _tidy(output)
+    return text if final_shaped(text, _question_of(item.instruction)) else None
 
 
 def gaia_task(question: GaiaQuestion) -> Task:
     """The pipeline task of ``question``: its text, with the attachment named (the workers' workspace holds it)."""
     text = question.question
     if question.file_name:
-        text += f"\n\nAttached file: {Path(question.file_name).name} (read it with read_attachment or python)"
+        text += f"\n\nAttached file: {Path(question.file_name).name}"
     files = [Path(question.file_name).name] if question.file_name else []
     return Task(text=text, files=files)
 
@@ -197,20 +276,18 @@ def _answer_step(task: Task, depends_on: list[str]) -> Subtask:
 
 
 def _with_question(step: Subtask, task: Task) -> Subtask:
-    """``step`` with the question verbatim in its instruction (a planner's instruction alone loses details)."""
+    """``step`` with the question verbatim before its instruction (a planner's instruction alone loses details,
+    and a small model's paraphrase can be wrong: the question comes first, the step is what to do of it)."""
     if task.text in step.instruction:
         return step
-    return step.model_copy(
-        update={"instruction": f"{step.instruction}\n\nThis step is part of the question: {task.text}"}
-    )
+    return step.model_copy(update={"instruction": f"{_QUESTION_START}{task.text}{_STEP_MARK}{step.instruction}"})
 
 
 def _fixed_steps(task: Task) -> list[Subtask]:
     return [
         Subtask(
             id="solve",
-            instruction="Work out the answer to this question; use the tools to read files and compute.\n\n"
-            f"Question: {task.text}",
+            instruction=f"Work out the answer to this question.\n\nQuestion: {task.text}",
             role="solver",
         )
     ]
@@ -262,7 +339,9 @@ class GaiaPlanner:
                 notes = f"fixed plan: the planner model gave no valid plan ({str(err)[:300]})"
                 count_red_flag(self.model, "plan_fallback")
             else:
-                if all(s.id != FINAL_ID for s in made.subtasks):
+                if len(made.subtasks) == 1:
+                    notes = "fixed plan: the model planned one step, which is the question itself"
+                elif all(s.id != FINAL_ID for s in made.subtasks):
                     steps = [_with_question(s, task) for s in made.subtasks]
                     notes = made.notes or "planned by the model"
                 else:
@@ -304,6 +383,7 @@ def gaia_pipeline(
     policy: CoordinatorPolicy | None = None,
     adapter: str | None = None,
     sandbox: Sandbox | None = None,
+    actions: SolverActions = "code",
 ) -> Pipeline:
     """The default GAIA pipeline for ``question``, its workers confined to ``workspace`` (the attachment is copied in).
 
@@ -324,6 +404,7 @@ def gaia_pipeline(
         policy: the coordinator policy (default: one retry, no replans, 10 minutes per subtask).
         adapter: the LoRA adapter the samples come from.
         sandbox: where the python tool runs (default: :meth:`Sandbox.default`, bubblewrap).
+        actions: how the solver acts, see :data:`SolverActions` (code: measured better with small coder models).
     """
     ws = Workspace(workspace)
     attachment = None
@@ -334,15 +415,22 @@ def gaia_pipeline(
     answer = VoterSpec.parse({**settings, "first_temperature": 0.0, "adapter": adapter}, "GAIA voter")
     solver_voter: Voter = answer.model_copy(update={"k": 1, "max_samples": 3}).build()
     answer_voter: Voter = answer.build()
+    # acting in code, python is the one tool (it reads the file and computes); read_attachment only where there is a
+    # file: offered without one, a small model calls it for invented files
+    tools = [python_tool(ws, sandbox=sandbox)]
+    if actions == "tools":
+        tools += [attachment_tool(attachment), calculator_tool()] if attachment else [calculator_tool()]
     solver = WorkerRole(
         "solver",
-        description="works out one step of the question with tools: python, read_attachment, calculator",
-        tools=[python_tool(ws, sandbox=sandbox), attachment_tool(attachment), calculator_tool()],
+        description="works out one step of the question with tools: " + ", ".join(t.name for t in tools),
+        tools=tools,
         voter=solver_voter,
-        system_prompt=SOLVER_PROMPT,
+        system_prompt=solver_prompt(attachment, actions),
         max_tool_rounds=max_tool_rounds,
         answer_parser=_solver_answer,
         must_act=True,  # with native tool calls: the first reply calls a tool (a small model answers from memory)
+        code_actions=actions == "code",
+        answer_from_output=_output_answer,
     )
     answerer = WorkerRole(
         "answerer",

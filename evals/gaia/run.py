@@ -24,7 +24,7 @@ from mdap.jsontext import loads_json
 from mdap.models import ChatModel, Price, open_model
 
 from .loader import MINI_DATA, GaiaQuestion, find_split, load_gaia
-from .pipeline import FINAL_ID, gaia_pipeline, gaia_task
+from .pipeline import FINAL_ID, SolverActions, gaia_pipeline, gaia_task
 from .results import (
     RESULTS_FILE,
     GaiaResult,
@@ -66,6 +66,7 @@ class GaiaConfig(BaseModel):
     temperature: float = Field(0.7, ge=0.0, description="sampling temperature after each vote's first sample")
     max_tokens: int = Field(1024, ge=16, description="completion token limit per sample")
     max_tool_rounds: int = Field(4, ge=0, description="tool rounds per solver step")
+    solver_actions: SolverActions = Field("code", description="how the solver acts: 'code' or 'tools'")
     concurrency: int = Field(2, ge=1, description="questions run at once")
     out: Path | None = Field(None, description="output folder (default .mdap/gaia-<split>)")
     resume: bool = Field(False, description="skip the questions already recorded in the output folder")
@@ -128,6 +129,7 @@ async def solve_question(
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
         max_tool_rounds=cfg.max_tool_rounds,
+        actions=cfg.solver_actions,
         adapter=cfg.adapter,
     )
     if tracer_provider is not None:

@@ -75,6 +75,12 @@ def add_parser(suites: argparse._SubParsersAction) -> None:  # type: ignore[type
         help=f"completion token limit per sample (default 1024; {LOCAL_MAX_TOKENS} if local)",
     )
     p.add_argument("--max-tool-rounds", type=nonneg_int, default=4, help="tool rounds per solver step")
+    p.add_argument(
+        "--solver-actions",
+        choices=["code", "tools"],
+        default="code",
+        help="how the solver acts: code (python blocks, default) or tools (tool calls, native where served)",
+    )
     p.add_argument("--concurrency", type=positive_int, default=2, help="questions run at once (default 2)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default .mdap/gaia-<split>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished task ids")
@@ -108,6 +114,7 @@ def _gaia(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         max_tokens=(LOCAL_MAX_TOKENS if local else 1024) if args.max_tokens is None else args.max_tokens,
         max_tool_rounds=args.max_tool_rounds,
+        solver_actions=args.solver_actions,
         concurrency=args.concurrency,
         out=args.out,
         resume=args.resume,

@@ -36,10 +36,10 @@ def truncated(rid: str) -> tuple[str, str, int]:
 
 
 async def _run(
-    q: GaiaQuestion, script: list[Any], tmp_path: Path, *, planner: str = "fixed"
+    q: GaiaQuestion, script: list[Any], tmp_path: Path, *, planner: str = "fixed", actions: str = "code"
 ) -> tuple[Any, ScriptedModel]:
     model = ScriptedModel(script)
-    pipeline = gaia_pipeline(model, q, tmp_path / "ws", planner=planner, k=1)  # type: ignore[arg-type]
+    pipeline = gaia_pipeline(model, q, tmp_path / "ws", planner=planner, k=1, actions=actions)  # type: ignore[arg-type]
     return await pipeline.run(gaia_task(q), thread_id=q.task_id), model
 
 
@@ -94,15 +94,32 @@ async def test_a_list_is_no_final_answer_to_a_how_many_question(tmp_path: Path) 
     assert '"2", "3", "5"' in model.calls[1].prompt or "2, 3, 5" in model.calls[1].prompt
 
 
-async def test_planned_steps_carry_the_question_verbatim(tmp_path: Path) -> None:
+async def test_a_plan_of_one_step_is_the_question_itself(tmp_path: Path) -> None:
     q = QUESTIONS["b56dbce7"]
-    # the plan wrote a (wrong) result as the instruction (k1#0); the solver must still see the question
+    # the plan wrote a (wrong) result as its one instruction (k1#0): the solver gets the question, not that
     result, model = await _run(q, [text("k1#0"), '{"answer": "259200"}'], tmp_path, planner="llm")
-    assert result.plan is not None and [s.id for s in result.plan.subtasks] == ["s1", "final_answer"]
+    assert result.plan is not None and [s.id for s in result.plan.subtasks] == ["solve", "final_answer"]
+    assert result.plan.notes.startswith("fixed plan: the model planned one step")
     solver_prompt = model.calls[1].prompt
-    assert "3 days is equal to 2160 seconds" in solver_prompt and q.question in solver_prompt
+    assert "2160" not in solver_prompt and q.question in solver_prompt
     assert result.answer == "259200"
     assert result.report.modules["planner"].usage.red_flags == {}
+
+
+async def test_planned_steps_carry_the_question_verbatim_before_the_step(tmp_path: Path) -> None:
+    q = QUESTIONS["b56dbce7"]
+    steps = [
+        {"id": "s1", "instruction": "3 days is equal to 2160 seconds", "role": "solver", "depends_on": []},
+        {"id": "s2", "instruction": "Multiply by the seconds in a day", "role": "solver", "depends_on": ["s1"]},
+    ]
+    script = [json.dumps({"subtasks": steps}), '{"answer": "3"}', '{"answer": "259200"}', "unused"]
+    result, model = await _run(q, script, tmp_path, planner="llm")
+    assert result.plan is not None and [s.id for s in result.plan.subtasks] == ["s1", "s2", "final_answer"]
+    first, second = model.calls[1].prompt, model.calls[2].prompt
+    assert first.startswith(f"Instruction: Question: {q.question}\n\nYour step: 3 days is equal to 2160 seconds")
+    assert second.startswith(f"Instruction: Question: {q.question}\n\nYour step: Multiply by the seconds in a day")
+    assert "[s1] 3" in second
+    assert result.answer == "259200" and model.remaining == 1  # s2's final-shaped answer passed through
 
 
 async def test_planner_re_asks_are_fresh_and_fallbacks_are_counted(tmp_path: Path) -> None:
@@ -131,8 +148,8 @@ async def test_the_captured_tool_calls_run_and_the_question_is_solved(tmp_path: 
     # plan k1#1; the solver's first reply k1#4 (answer "1000" beside three calls in broken JSON, the spec copied,
     # the code written with the division sign); then the model answers from the tool results
     script = [text("k1#1"), text("k1#4"), '{"answer": "403"}']
-    result, model = await _run(q, script, tmp_path, planner="llm")
-    solver = result.results["s1"]
+    result, model = await _run(q, script, tmp_path, planner="llm", actions="tools")
+    solver = result.results["solve"]
     assert solver.tool_calls == 2  # python and calculator; the unfilled read_attachment copy is not a call
     assert solver.usage.red_flags == {"answer_dropped": 1}
     tool_results = model.calls[2].prompt
