@@ -251,8 +251,11 @@ def _pass_through(item: WorkItem) -> str | None:
 
 
 def _output_answer(item: WorkItem, output: str) -> str | None:
-    """The solver's answer without the model: its program's output, when that is final-shaped (one line)."""
+    """The solver's answer without the model: its program's output, when that is final-shaped (one line) and
+    not labelled (``Total: 2008`` goes to the model, which answers ``2008``)."""
     text = _tidy(output)
+    if ": " in text:
+        return None
     return text if final_shaped(text, _question_of(item.instruction)) else None
 
 

@@ -4,6 +4,7 @@ mdap's simulated OpenAI-compatible server."""
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -33,6 +34,18 @@ def _parse_adapter(value: str) -> tuple[str, str]:
 
 
 _adapter = ArgType(_parse_adapter, "NAME=PATH", path_kind="input_dir")
+
+
+_PARSER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _tool_parser(value: str) -> str:
+    """``--tool-parser``: ``auto``, ``none`` or a vLLM tool-call parser name (``hermes``, ``llama3_json``, ...)."""
+    if not _PARSER_NAME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is no tool parser name: give auto, none or one of vLLM's (e.g. hermes, llama3_json, mistral)"
+        )
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,6 +88,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--runtime-lora", action="store_true", help="allow loading/unloading adapters at run time")
     p.add_argument("--api-key", default=None, help="require this API key from clients")
+    p.add_argument(
+        "--tool-parser",
+        type=_tool_parser,
+        default="auto",
+        help="native tool calls: a vLLM tool-call parser name, auto (the model family's: hermes for Qwen; "
+        "default) or none",
+    )
     p.add_argument(
         "--startup-timeout", type=positive_float, default=900.0, help="seconds to wait for /health (default 900)"
     )
@@ -154,6 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         extra_args=extra,
         env=env,
+        tool_parser=None if args.tool_parser == "none" else args.tool_parser,
         startup_timeout_s=args.startup_timeout,
         log_path=args.log,
     )
@@ -168,7 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
         with server:
             models = [server.served_name, *server.adapters]
             print(f"mdap: serving {', '.join(models)} at {server.base_url} (ready after {server.startup_s or 0:.0f} s)")
-            print(f"mdap: server log {server.log_path}; Ctrl-C to stop", flush=True)
+            tools = f"native tool calls ({server.tool_parser})" if server.tool_parser else "no native tool calls"
+            print(f"mdap: {tools}; server log {server.log_path}; Ctrl-C to stop", flush=True)
             while not stop.wait(0.5):
                 if not server.running:
                     print(f"mdap: error: the vLLM server exited; see {server.log_path}", file=sys.stderr)

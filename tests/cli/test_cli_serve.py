@@ -58,6 +58,14 @@ def test_bad_adapters_are_refused_before_starting(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["hermes --x", "", "Hermes", "a" * 65])
+def test_a_bad_tool_parser_name_is_a_usage_error(base: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--base", str(base), "--tool-parser", name])
+    assert exit_.value.code == 2
+    assert "is no tool parser name" in capsys.readouterr().err
+
+
 def test_a_missing_base_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--base", str(tmp_path / "missing")]) == 2
     assert "has no config.json" in capsys.readouterr().err
@@ -84,9 +92,12 @@ def test_serve_runs_until_sigterm_and_leaves_nothing_running(
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=stop_when_served, daemon=True).start()
-    code = main(["serve", "--base", str(base), "--adapter", f"planner={lora}", "--log", str(log), "--", "--x", "1"])
+    argv = ["serve", "--base", str(base), "--adapter", f"planner={lora}", "--log", str(log), "--tool-parser", "hermes"]
+    code = main([*argv, "--", "--x", "1"])
     out = capsys.readouterr()
     assert code == 0, out.err
+    assert "--enable-auto-tool-choice --tool-call-parser hermes" in log.read_text()
+    assert "mdap: native tool calls (hermes)" in out.out
     assert "mdap: serving " in out.out and ", planner at http://127.0.0.1:" in out.out
     assert "--lora-modules planner=" in log.read_text() and "--x 1" in log.read_text()
     assert signal.getsignal(signal.SIGTERM) is before

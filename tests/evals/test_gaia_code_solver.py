@@ -87,3 +87,21 @@ def test_file_head_shows_the_first_lines_and_says_how_many_there_are(tmp_path: P
     blob.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     assert file_head(blob) == "(a binary file of 10 bytes)"
     assert len(file_head(csv_file, max_lines=1000, max_chars=50)) < 80
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize(
+    ("printed", "asked"),
+    [
+        ("print(2008)", False),
+        ("print({'answer': 2008})", False),  # a dict with an answer, as small models print one
+        ("print('Total: 2008')", True),  # labelled: the model states the answer
+        ("print('The North region sold 2008 units.')", True),  # a sentence
+        ("print(2008)\nprint(17)", True),  # two lines
+    ],
+)
+async def test_only_an_output_in_the_form_of_an_answer_is_the_answer(printed: str, asked: bool, tmp_path: Path) -> None:
+    q = QUESTIONS["812a3b48"]
+    result, model = await _run(q, [_block(printed), '{"answer": "2008"}', "unused"], tmp_path)
+    assert result.answer == "2008"  # type: ignore[attr-defined]
+    assert len(model.calls) == (2 if asked else 1)
