@@ -14,6 +14,7 @@ import json
 import random
 import zlib
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from mdap.errors import ConfigError
 from mdap.models import SimulatedModel, perturb_digit
@@ -118,8 +119,11 @@ def simulated_gaia_model(
             return json.dumps({"answer": f"FINAL ANSWER: {answer}"})
         if system.startswith(SOLVER_PROMPT[:40]):
             last = messages[-1]["content"]
-            if q.file_name and not last.startswith("Tool results:"):
-                return _call("read_attachment", {})
+            if q.file_name and not last.startswith(("Tool results:", "Output:")):
+                if "read_attachment" in system:  # acting with tools
+                    return _call("read_attachment", {})
+                name = Path(q.file_name).name  # acting in code: the program reads the file
+                return f"```python\nprint(open({name!r}, encoding='utf-8').read()[:300])\n```"
             found = "the answer is found" if q.task_id in ids else "nothing certain was found"
             return json.dumps({"answer": found})
         raise ConfigError("the simulated GAIA model got a prompt of no GAIA role")
