@@ -227,7 +227,7 @@ class Worker:
             recorder = Recorder(current_observer()) if events.detail == "full" else None
             with observing(recorder) if recorder is not None else contextlib.nullcontext():
                 decision: Decision[Action] = await voter.decide(
-                    asked, messages, self._parser(allow_tools, item, dropped, last)
+                    asked, messages, self._parser(allow_tools, item, dropped, last, must_act)
                 )
             usage = decision.usage
             if dropped:
@@ -338,8 +338,11 @@ class Worker:
         except RedFlag:
             return None  # not a valid answer of this role after all: the model is asked
 
-    def _parser(self, allow_tools: bool, item: WorkItem, dropped: dict[str, int], last: list[tuple[str, str]]) -> Any:
+    def _parser(
+        self, allow_tools: bool, item: WorkItem, dropped: dict[str, int], last: list[tuple[str, str]], must_act: bool
+    ) -> Any:
         role = self.role
+        acts_in_code = must_act and allow_tools and role.code_actions
         canon = role.answer_parser
         tools = self.tools
         limit = role.max_answer_chars
@@ -357,6 +360,8 @@ class Worker:
                     return ("tools", calls)
                 if reply.answer is None and not (reply.code and plain):
                     raise RedFlag("tool_rounds", "tool call after the last tool round")
+            if acts_in_code:  # the text protocol's form of tool_choice="required"
+                raise RedFlag("must_act", "no program where one must run (first, or after programs that failed)")
             if reply.answer is not None:
                 return ("answer", _answer(reply.answer, canon, limit))
             if reply.too_big:
@@ -473,9 +478,10 @@ def tool_exchange(
     if style == "code" and all(name == "python" for name, _ in decided.calls):
         programs = "\n\n".join(f"```python\n{json.loads(args)['code']}\n```" for _, args in decided.calls)
         shown = "\n\n".join(f"Output:\n```\n{text.rstrip()}\n```" for _, _, text in results)
+        failed = all(tool_failed(text) for _, _, text in results)
         return [
             {"role": "assistant", "content": programs},
-            {"role": "user", "content": f"{shown}\n{_next_step(rounds_left, code=True)}"},
+            {"role": "user", "content": f"{shown}\n{_next_step(rounds_left, code=True, failed=failed)}"},
         ]
     if style != "native":
         return [
@@ -492,12 +498,14 @@ def tool_exchange(
     return out
 
 
-def _next_step(rounds_left: int, *, code: bool = False) -> str:
+def _next_step(rounds_left: int, *, code: bool = False, failed: bool = False) -> str:
+    more = f"{rounds_left} more program{'s' if rounds_left > 1 else ''} at most"
+    if rounds_left > 0 and code and failed:
+        return f"The program failed or printed nothing: reply with a fixed ```python block ({more})."
     if rounds_left > 0 and code:
         return (
             'If the output gives the result, reply with one JSON object and nothing else: {"answer": "<the result>"}. '
-            f"If the program failed or printed the wrong thing, reply with a fixed ```python block ({rounds_left} "
-            f"more program{'s' if rounds_left > 1 else ''} at most)."
+            f"If it printed the wrong thing, reply with a fixed ```python block ({more})."
         )
     if rounds_left > 0:
         return (

@@ -119,13 +119,15 @@ def simulated_gaia_model(
             return json.dumps({"answer": f"FINAL ANSWER: {answer}"})
         if system.startswith(SOLVER_PROMPT[:40]):
             last = messages[-1]["content"]
-            if q.file_name and not last.startswith(("Tool results:", "Output:")):
-                if "read_attachment" in system:  # acting with tools
-                    return _call("read_attachment", {})
-                name = Path(q.file_name).name  # acting in code: the program reads the file
-                return f"```python\nprint(open({name!r}, encoding='utf-8').read()[:300])\n```"
             found = "the answer is found" if q.task_id in ids else "nothing certain was found"
-            return json.dumps({"answer": found})
+            if last.startswith(("Tool results:", "Output:")):
+                return json.dumps({"answer": found})
+            if "read_attachment" in system:  # acting with tools: read the file, or answer
+                return _call("read_attachment", {}) if q.file_name else json.dumps({"answer": found})
+            # acting in code: a program runs first (it reads the file, or prints what was found)
+            if q.file_name:
+                return f"```python\nprint(open({Path(q.file_name).name!r}, encoding='utf-8').read()[:300])\n```"
+            return f"```python\nprint({found!r})\n```"
         raise ConfigError("the simulated GAIA model got a prompt of no GAIA role")
 
     model = SimulatedModel(oracle, error_rate=error_rate, wrong=_noisy_answer, latency_s=latency_s, seed=seed)

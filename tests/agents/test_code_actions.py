@@ -106,6 +106,28 @@ async def test_an_output_that_is_no_answer_goes_back_to_the_model() -> None:
     assert "fixed ```python block" in model.calls[1].prompt
 
 
+async def test_a_role_that_must_act_in_code_writes_a_program_before_it_answers() -> None:
+    # captured: asked for a program, the model answered "17 x 23 + 144 / 12 = 411 + 12 = 423" from memory; after a
+    # program that failed, it answered a name the file does not hold ("Tom Becker") instead of fixing the program
+    py = Recorded("exit code 1\nAttributeError: 'NoneType' object has no attribute 'group'\n", "Priya Natarajan\n")
+    script = [
+        '{"answer": "Tom Becker"}',  # no program in the first round: red-flagged, redrawn warmer
+        _block("import re\nprint(re.search('Lead: (.*)', open('notes.txt').read()).group(1))"),
+        '{"answer": "Tom Becker"}',  # an answer right after the program failed: red-flagged too
+        _block("print(open('notes.txt').read().split('lead the budget review: ')[1].split('.')[0])"),
+        '{"answer": "Priya Natarajan"}',
+    ]
+    model = ScriptedModel(script)
+    role = WorkerRole("solver", tools=[py.tool()], code_actions=True, must_act=True, max_tool_rounds=3)
+    out = await Worker(role, model, VOTER).run(_item())
+    assert out.answer == "Priya Natarajan" and out.tool_calls == 2
+    assert out.usage.red_flags == {"must_act": 2}
+    assert [c.temperature for c in model.calls] == [0.0, 0.7, 0.0, 0.7, 0.0]
+    after_failure = model.calls[2].prompt
+    assert "The program failed or printed nothing: reply with a fixed ```python block" in after_failure
+    assert '{"answer"' not in after_failure  # no answer is offered after a failure
+
+
 # -- native tool rounds ---------------------------------------------------------------------------------------
 
 

@@ -52,7 +52,9 @@ async def test_answers_in_no_answer_spelling_are_red_flagged(tmp_path: Path) -> 
         return "3 days have 259200 seconds."  # the right number, but in none of the three answer spellings
 
     # Every sample is red-flagged: two attempts (the policy retries once) of max_samples each, then VoteFailed.
-    cfg = GaiaConfig.build(data=MINI_DATA, ids=[q.task_id], out=tmp_path, planner="fixed", max_samples=5)
+    cfg = GaiaConfig.build(
+        data=MINI_DATA, ids=[q.task_id], out=tmp_path, planner="fixed", max_samples=5, solver_actions="tools"
+    )
     summary = await run_gaia(cfg, SimulatedModel(oracle))
     [r] = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert r["status"] == "failed" and "VoteFailed" in r["error"]

@@ -36,7 +36,7 @@ def truncated(rid: str) -> tuple[str, str, int]:
 
 
 async def _run(
-    q: GaiaQuestion, script: list[Any], tmp_path: Path, *, planner: str = "fixed", actions: str = "code"
+    q: GaiaQuestion, script: list[Any], tmp_path: Path, *, planner: str = "fixed", actions: str = "tools"
 ) -> tuple[Any, ScriptedModel]:
     model = ScriptedModel(script)
     pipeline = gaia_pipeline(model, q, tmp_path / "ws", planner=planner, k=1, actions=actions)  # type: ignore[arg-type]

@@ -84,7 +84,7 @@ async def test_oracle_of_a_subset_scores_exactly_that_fraction(tmp_path: Path) -
         assert r["correct"] is (q.task_id in known)
         assert (r["model_answer"] == q.final_answer) is (q.task_id in known)
         assert r["status"] == "ok" and r["subtasks"] == 2 and "[final_answer] answerer" in str(r["reasoning_trace"])
-        assert r["tool_calls"] == (1 if q.file_name else 0)  # the solver read the attachment through the tool
+        assert r["tool_calls"] == 1  # acting in code, the solver runs one program (it reads the attachment)
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["accuracy"] == summary.accuracy and saved["total"]["correct"] == len(known)
     assert [lv["level"] for lv in saved["levels"]] == [1, 2, 3]
@@ -132,7 +132,8 @@ async def test_a_line_cut_by_a_kill_runs_again(tmp_path: Path) -> None:
     summary = await run_gaia(_cfg(tmp_path, limit=4, resume=True), model)
     assert model.asked == {last}
     assert summary.total.questions == 4
-    assert [r["task_id"] for r in _lines(path)] == [q.task_id for q in QUESTIONS[:4] if q.task_id != last] + [last]
+    ids = [r["task_id"] for r in _lines(path)]
+    assert ids[-1] == last and sorted(ids[:-1]) == sorted(q.task_id for q in QUESTIONS[:4] if q.task_id != last)
 
 
 async def test_a_cut_inside_a_multibyte_character_and_a_missing_newline(tmp_path: Path) -> None:
