@@ -85,6 +85,18 @@ Action = tuple[str, Any]
 """A voted reply: ("answer", text), ("tools", :class:`~.replies.ToolCalls`) or ("too_big", "")."""
 
 
+@dataclasses.dataclass(slots=True)
+class _Loop:
+    """The tool loop's state between rounds: the conversation, the previous round's call keys (a program rerun
+    right away prints the same), whether the next reply must act, and what was voted so far."""
+
+    messages: list[Message]
+    must_act: bool
+    last: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    voted: Usage = dataclasses.field(default_factory=Usage.zero)
+
+
 class Meter:
     """Wraps a ChatModel and adds up what its samples cost (one meter per subtask, or per module).
 
@@ -214,62 +226,30 @@ class Worker:
                 events.emit("vote_decided", id=item.id, role=self.role.name, action="pass_through", samples=0, votes=[])
             return out
         rounds = self.role.max_tool_rounds if self.tools else 0
-        messages = self.messages(item, tools=rounds > 0)
+        loop = _Loop(self.messages(item, tools=rounds > 0), must_act=self.role.must_act)
         voter = self.voter if item.attempt <= 1 else fresh_voter(self.voter)
-        dropped: dict[str, int] = {}
-        voted = Usage.zero()
-        last: list[tuple[str, str]] = []  # the previous round's call keys: a program rerun right away prints the same
-        must_act = self.role.must_act
         for round_ in range(rounds + 1):
             allow_tools = round_ < rounds
-            options = self._request_options(allow_tools, must_act, item)
-            asked = with_options(meter, **options)
-            recorder = Recorder(current_observer()) if events.detail == "full" else None
-            with observing(recorder) if recorder is not None else contextlib.nullcontext():
-                decision: Decision[Action] = await voter.decide(
-                    asked, messages, self._parser(allow_tools, item, dropped, last, must_act)
-                )
-            usage = decision.usage
-            if dropped:
-                usage += Usage(red_flags=dict(dropped))
-                dropped.clear()
+            options = self._request_options(allow_tools, loop.must_act, item)
+            kind, payload = await self._vote(item, voter, with_options(meter, **options), loop, allow_tools, events)
             out.votes += 1
-            voted += usage
-            if usage.red_flags and events.active:
-                events.emit("red_flag", id=item.id, role=self.role.name, flags=dict(usage.red_flags))
-            kind, payload = decision.answer
-            if events.active:
-                events.emit(
-                    "vote_decided",
-                    id=item.id,
-                    role=self.role.name,
-                    action=kind,
-                    samples=usage.samples,
-                    votes=list(decision.votes),
-                    **(vote_detail(recorder.last) if recorder is not None else {}),
-                )
             if kind == "answer":
                 out.answer = payload
                 break
             if kind == "too_big":
                 out.too_big = "the worker marked the subtask as too big"
                 break
-            decided: ToolCalls = payload
-            results = await self._call_tools(item, round_, decided, events)
-            out.tool_calls += len(results)
-            given = self._from_output(item, decided, results)
-            if given is not None:
-                out.answer = given
-                break
-            last = list(decided.key)
-            must_act = self.role.must_act and all(tool_failed(text) for _, _, text in results)  # acts until one works
             style: ExchangeStyle = "native" if "tools" in options else "code" if self.role.code_actions else "text"
-            messages = [*messages, *tool_exchange(round_, decided, results, rounds - round_ - 1, style=style)]
+            out.answer = await self._act(item, (round_, rounds), payload, loop, style, events)
+            out.tool_calls += len(payload.calls)
+            if out.answer is not None:
+                break
         else:  # pragma: no cover -- the last round forbids tool calls, so the loop always breaks
             raise SubtaskFailed(f"subtask {item.id}: no answer after {rounds} tool rounds")
         # samples, red flags and completion tokens as voted; the rest as the backend reported (voters do not
         # count prompt tokens, cost or latency)
         billed = meter.usage
+        voted = loop.voted
         out.usage = Usage(
             voted.samples,
             voted.red_flags,
@@ -279,6 +259,55 @@ class Worker:
             billed.model_seconds,
         )
         return out
+
+    async def _vote(
+        self, item: WorkItem, voter: Voter, asked: ChatModel, loop: _Loop, allow_tools: bool, events: EventBus
+    ) -> Action:
+        """Decide one reply of the tool loop (counting its usage and red flags in ``loop``), with its events."""
+        recorder = Recorder(current_observer()) if events.detail == "full" else None
+        with observing(recorder) if recorder is not None else contextlib.nullcontext():
+            decision: Decision[Action] = await voter.decide(
+                asked, loop.messages, self._parser(allow_tools, item, loop.dropped, loop.last, loop.must_act)
+            )
+        usage = decision.usage
+        if loop.dropped:
+            usage += Usage(red_flags=dict(loop.dropped))
+            loop.dropped.clear()
+        loop.voted += usage
+        if usage.red_flags and events.active:
+            events.emit("red_flag", id=item.id, role=self.role.name, flags=dict(usage.red_flags))
+        if events.active:
+            events.emit(
+                "vote_decided",
+                id=item.id,
+                role=self.role.name,
+                action=decision.answer[0],
+                samples=usage.samples,
+                votes=list(decision.votes),
+                **(vote_detail(recorder.last) if recorder is not None else {}),
+            )
+        return decision.answer
+
+    async def _act(
+        self,
+        item: WorkItem,
+        rounds: tuple[int, int],
+        decided: ToolCalls,
+        loop: _Loop,
+        style: ExchangeStyle,
+        events: EventBus,
+    ) -> str | None:
+        """Run the decided calls of round ``rounds[0]`` (of ``rounds[1]``) and update ``loop`` for the next round;
+        the answer when the role reads it off their output (:attr:`WorkerRole.answer_from_output`), else None."""
+        round_, total = rounds
+        results = await self._call_tools(item, round_, decided, events)
+        given = self._from_output(item, decided, results)
+        if given is not None:
+            return given
+        loop.last = list(decided.key)
+        loop.must_act = self.role.must_act and all(tool_failed(text) for _, _, text in results)  # until one works
+        loop.messages = [*loop.messages, *tool_exchange(round_, decided, results, total - round_ - 1, style=style)]
+        return None
 
     async def _call_tools(
         self, item: WorkItem, round_: int, decided: ToolCalls, events: EventBus
