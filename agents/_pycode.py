@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["OPERATORS", "ascii_operators", "explain_failure", "runnable", "without_debris"]
+__all__ = ["OPERATORS", "ascii_operators", "computes_nothing", "explain_failure", "runnable", "without_debris"]
 
 OPERATORS = {
     "\u00d7": "*",  # multiplication sign
@@ -123,3 +123,30 @@ def runnable(code: str) -> tuple[str, str]:
     """``code`` as the python tool runs it: math signs as operators (:func:`ascii_operators`), then
     :func:`without_debris`; with the text cut off (``""`` for none)."""
     return without_debris(ascii_operators(code))
+
+
+def computes_nothing(code: str) -> bool:
+    """Whether ``code`` (as :func:`runnable` makes it) only prints or states constants: ``print("Monday")``, a
+    bare string. Such a program is an answer from memory written as a program (a small model asked to compute
+    the day of a date printed ``"1 January 2000 fell on Monday"``). Code that does not parse is not judged here
+    (Python reports it)."""
+    try:
+        tree = ast.parse(runnable(code)[0])
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return bool(tree.body) and all(_states_a_constant(stmt) for stmt in tree.body)
+
+
+def _states_a_constant(stmt: ast.stmt) -> bool:
+    if not isinstance(stmt, ast.Expr):
+        return False
+    value = stmt.value
+    if isinstance(value, ast.Constant):
+        return True
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id == "print"
+        and all(isinstance(a, ast.Constant) for a in value.args)
+        and all(isinstance(k.value, ast.Constant) for k in value.keywords)
+    )

@@ -61,7 +61,8 @@ class WorkerRole:
             must call a tool: sent with ``tool_choice="required"`` where the model takes native tool calls (a
             small model asked with ``"auto"`` writes the call as bare JSON, answers from memory, or answers
             after a failed call instead of fixing it). With ``code_actions``, a reply without a program in such a
-            round is red-flagged (``must_act``); nothing is forced with the JSON text protocol.
+            round, or with a program that only prints constants, is red-flagged (``must_act``); nothing is forced
+            with the JSON text protocol.
         code_actions: the role acts in code: its prompt asks for a fenced python block, which runs with its
             ``python`` tool, and the program's output comes back as output (code as an action). No native tools
             or JSON schema go with its tool rounds; its other tools stay callable as JSON. Small coder models

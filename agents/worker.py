@@ -31,6 +31,7 @@ from mdap.voters import Decision, Voter
 from mdap.voters.observe import current_observer, observing
 
 from ._detail import Recorder, vote_detail
+from ._pycode import computes_nothing
 from .events import EventBus
 from .replies import ToolCalls, read_reply
 from .roles import WorkerRole
@@ -380,6 +381,8 @@ class Worker:
         def parse(text: str) -> Action:
             reply = read_reply(text, tools)
             if reply.calls:
+                if acts_in_code and all(_constant_program(name, args) for name, args in reply.calls):
+                    raise RedFlag("must_act", "a program that only prints constants (an answer from memory)")
                 if allow_tools:
                     calls = ToolCalls.of(reply.calls)
                     if last and list(calls.key) == last and all(name == "python" for name, _ in reply.calls):
@@ -406,6 +409,12 @@ class Worker:
             return ("answer", _answer(text.strip(), canon, limit))
 
         return parse
+
+
+def _constant_program(name: str, arguments: str) -> bool:
+    """Whether a call runs a python program that only prints constants (:func:`~._pycode.computes_nothing`)."""
+    code = json.loads(arguments).get("code") if name == "python" else None
+    return isinstance(code, str) and computes_nothing(code)
 
 
 def _answer(text: str, canon: Any, limit: int) -> str:

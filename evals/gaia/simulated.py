@@ -127,7 +127,7 @@ def simulated_gaia_model(
             # acting in code: a program runs first (it reads the file, or prints what was found)
             if q.file_name:
                 return f"```python\nprint(open({Path(q.file_name).name!r}, encoding='utf-8').read()[:300])\n```"
-            return f"```python\nprint({found!r})\n```"
+            return f"```python\nfound = {found!r}\nprint(found)\n```"
         raise ConfigError("the simulated GAIA model got a prompt of no GAIA role")
 
     model = SimulatedModel(oracle, error_rate=error_rate, wrong=_noisy_answer, latency_s=latency_s, seed=seed)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from mdap.agents import Tool, WorkerRole, WorkItem, Workspace, python_tool
-from mdap.agents._pycode import runnable, without_debris
+from mdap.agents._pycode import computes_nothing, runnable, without_debris
 from mdap.agents.replies import ToolCalls, call_key
 from mdap.agents.tools import NO_OUTPUT, tool_failed
 from mdap.agents.worker import Worker, tool_exchange
@@ -126,6 +126,24 @@ async def test_a_role_that_must_act_in_code_writes_a_program_before_it_answers()
     after_failure = model.calls[2].prompt
     assert "The program failed or printed nothing: reply with a fixed ```python block" in after_failure
     assert '{"answer"' not in after_failure  # no answer is offered after a failure
+
+
+@pytest.mark.parametrize("constant", ['print("stressed")', 'print("1 January 2000 fell on a Monday.")', '"Monday"'])
+async def test_a_program_that_only_prints_a_constant_is_no_action(constant: str) -> None:
+    # captured: asked to reverse "stressed", the greedy program was print("stressed")
+    py = Recorded("desserts\n")
+    script = [_block(constant), _block("print('stressed'[::-1])"), '{"answer": "desserts"}']
+    model = ScriptedModel(script)
+    role = WorkerRole("solver", tools=[py.tool()], code_actions=True, must_act=True)
+    out = await Worker(role, model, VOTER).run(_item())
+    assert out.answer == "desserts" and py.programs == ["print('stressed'[::-1])"]
+    assert out.usage.red_flags == {"must_act": 1}
+
+
+def test_computes_nothing_judges_only_programs_of_constants() -> None:
+    assert computes_nothing('print("a", end="")') and computes_nothing("# a comment\nprint(5)")
+    assert not computes_nothing("print(17 * 23)") and not computes_nothing("w = 'stressed'\nprint(w[::-1])")
+    assert not computes_nothing("") and not computes_nothing("print(1")  # no program, or Python's to report
 
 
 # -- native tool rounds ---------------------------------------------------------------------------------------

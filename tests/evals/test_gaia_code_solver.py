@@ -93,11 +93,11 @@ def test_file_head_shows_the_first_lines_and_says_how_many_there_are(tmp_path: P
 @pytest.mark.parametrize(
     ("printed", "asked"),
     [
-        ("print(2008)", False),
-        ("print({'answer': 2008})", False),  # a dict with an answer, as small models print one
-        ("print('Total: 2008')", True),  # labelled: the model states the answer
-        ("print('The North region sold 2008 units.')", True),  # a sentence
-        ("print(2008)\nprint(17)", True),  # two lines
+        ("n = 2008\nprint(n)", False),
+        ("n = 2008\nprint({'answer': n})", False),  # a dict with an answer, as small models print one
+        ("n = 2008\nprint(f'Total: {n}')", True),  # labelled: the model states the answer
+        ("n = 2008\nprint(f'The North region sold {n} units.')", True),  # a sentence
+        ("n = 2008\nprint(n)\nprint(n - 1991)", True),  # two lines
     ],
 )
 async def test_only_an_output_in_the_form_of_an_answer_is_the_answer(printed: str, asked: bool, tmp_path: Path) -> None:
