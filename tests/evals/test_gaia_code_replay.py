@@ -33,9 +33,11 @@ async def test_the_pipeline_replays_the_real_run(run: dict[str, Any], tmp_path: 
     k = int(run["run"][1:])
     pipeline = gaia_pipeline(model, q, tmp_path / "ws", k=k, max_samples=8, max_tokens=1024, temperature=0.7)
     result = await pipeline.run(gaia_task(q), thread_id=q.task_id)
-    assert result.answer == run["answer"]
+    assert (result.answer or "") == run["answer"]  # "": the run failed (VoteFailed), as recorded
     assert model.remaining == 0, "the real run asked the model more often"
-    assert [c.temperature for c in model.calls] == [r["T"] for r in run["replies"]]
+    # as many greedy and warm samples as the real run drew (in-flight requests were captured as they completed)
+    drawn = sorted(c.temperature for c in model.calls for _ in range(c.n))
+    assert drawn == sorted(r["T"] for r in run["replies"])
     assert score(result.answer or "", q.final_answer) is run["correct"]
 
 
