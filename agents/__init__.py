@@ -13,7 +13,7 @@ from .results import RunResult
 from .roles import WorkerRole, default_voter
 from .sandbox import Completed, Limits, Sandbox
 from .stream import RunStream
-from .tools import Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool
+from .tools import Tool, Workspace, builtin_tools, file_tools, python_tool, shell_tool, tool_failed
 from .work import Artifact, LocalRunner, RunScope, SubtaskRunner, WorkItem, WorkOutput
 from .worker import Worker
 
@@ -49,4 +49,5 @@ __all__ = [
     "file_tools",
     "python_tool",
     "shell_tool",
+    "tool_failed",
 ]
