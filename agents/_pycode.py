@@ -17,7 +17,15 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["OPERATORS", "ascii_operators", "computes_nothing", "explain_failure", "runnable", "without_debris"]
+__all__ = [
+    "OPERATORS",
+    "ascii_operators",
+    "computes_nothing",
+    "explain_failure",
+    "parsed",
+    "runnable",
+    "without_debris",
+]
 
 OPERATORS = {
     "\u00d7": "*",  # multiplication sign
@@ -90,12 +98,12 @@ def explain_failure(output: str) -> str:
     )
 
 
-def _parses(code: str) -> bool:
+def parsed(code: str) -> ast.Module | None:
+    """The syntax tree of ``code``, or None when it does not parse."""
     try:
-        ast.parse(code)
+        return ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, a NUL byte, nesting too deep
-        return False
-    return True
+        return None
 
 
 def without_debris(code: str) -> tuple[str, str]:
@@ -105,13 +113,13 @@ def without_debris(code: str) -> tuple[str, str]:
     on is cut, then up to :data:`_MAX_DEBRIS` closing characters (``} ] ) " '``) at the end, one by one; the
     shortest cut that parses is taken. When no cut parses, ``code`` is returned as it is (Python reports it).
     """
-    if _parses(code):
+    if parsed(code) is not None:
         return code, ""
     tag = _TAG.search(code)
     head = code[: tag.start()] if tag else code
     body = head.rstrip()
     for _ in range(_MAX_DEBRIS + 1):
-        if body.strip() and _parses(body):
+        if body.strip() and parsed(body) is not None:
             return body, code[len(body) :].strip()
         if not body or body[-1] not in _CLOSERS:
             break
@@ -130,11 +138,8 @@ def computes_nothing(code: str) -> bool:
     bare string. Such a program is an answer from memory written as a program (a small model asked to compute
     the day of a date printed ``"1 January 2000 fell on Monday"``). Code that does not parse is not judged here
     (Python reports it)."""
-    try:
-        tree = ast.parse(runnable(code)[0])
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    return bool(tree.body) and all(_states_a_constant(stmt) for stmt in tree.body)
+    tree = parsed(runnable(code)[0])
+    return tree is not None and bool(tree.body) and all(_states_a_constant(stmt) for stmt in tree.body)
 
 
 def _states_a_constant(stmt: ast.stmt) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 from mdap.errors import RedFlag
 from mdap.jsontext import loads_json, raw_decode_json
 
-from ._pycode import runnable
+from ._pycode import parsed, runnable
 from .tools import Tool
 
 __all__ = [
@@ -240,10 +240,8 @@ def call_key(name: str, arguments: str, *, python: str = "python") -> tuple[str,
 
 def _syntax_tree(code: str) -> str | None:
     """The dump of ``code``'s syntax tree (no positions), or None when it does not parse."""
-    try:
-        return ast.dump(ast.parse(runnable(code)[0]))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python, a NUL byte, nesting too deep
-        return None
+    tree = parsed(runnable(code)[0])
+    return None if tree is None else ast.dump(tree)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
