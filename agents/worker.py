@@ -178,11 +178,11 @@ class Worker:
         self.voter = voter
         self.tools: dict[str, Tool] = {t.name: t for t in role.tools}
         self._specs = [t.spec() for t in role.tools]
-        base = (role.system_prompt.strip() + "\n\n" if role.system_prompt.strip() else "") + WORKER_PROTOCOL
+        head = role.system_prompt.strip() + "\n\n" if role.system_prompt.strip() else ""
+        base = head + WORKER_PROTOCOL
         self._system_plain = base
         if role.code_actions:
-            prompt = role.system_prompt.strip()
-            self._system_tools = (prompt + "\n\n" if prompt else "") + _CODE_PROTOCOL
+            self._system_tools = head + _CODE_PROTOCOL
             others = [t for t in role.tools if t.name != "python"]
             if others:
                 listing = "\n".join(_tool_line(t) for t in others)
@@ -350,23 +350,21 @@ class Worker:
         hook = self.role.answer_from_output
         if hook is None or len(results) != 1 or decided.calls[0][0] != "python" or tool_failed(results[0][2]):
             return None
-        given = hook(item, results[0][2])
-        if given is None:
-            return None
-        try:
-            return _answer(given, self.role.answer_parser, self.role.max_answer_chars)
-        except RedFlag:
-            return None  # not a valid answer of this role: the model is asked
+        return self._given_answer(hook(item, results[0][2]))
 
     def _passed_through(self, item: WorkItem) -> str | None:
         """The role's pass-through answer for ``item`` (canonicalized), or None to ask the model."""
-        given = self.role.pass_through(item) if self.role.pass_through is not None else None
+        return self._given_answer(self.role.pass_through(item) if self.role.pass_through is not None else None)
+
+    def _given_answer(self, given: str | None) -> str | None:
+        """An answer a role hook gave without the model, canonicalized; None when there is none, or when it is no
+        valid answer of this role after all (the answer parser red-flags it): the model is asked then."""
         if given is None:
             return None
         try:
             return _answer(given, self.role.answer_parser, self.role.max_answer_chars)
         except RedFlag:
-            return None  # not a valid answer of this role after all: the model is asked
+            return None
 
     def _parser(
         self, allow_tools: bool, item: WorkItem, dropped: dict[str, int], last: list[tuple[str, str]], must_act: bool
