@@ -113,6 +113,8 @@ def calculator_tool() -> Tool:
 
 
 _MAX_BYTES = 16 << 20
+_HEAD_BYTES = 1 << 20
+"""What :func:`file_head` reads of a file (a JSON file is pretty-printed whole when it fits)."""
 
 
 def _read_plain(path: Path, limit: int) -> bytes:
@@ -135,6 +137,18 @@ def _read_plain(path: Path, limit: int) -> bytes:
         return f.read(limit)
 
 
+def _as_text(path: Path, data: bytes) -> str | None:
+    """An attachment's bytes as text (JSON pretty-printed, so its structure shows), or None for a binary file."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if path.suffix.lower() == ".json":
+        with contextlib.suppress(ValueError):  # not valid JSON after all: the text as it is
+            text = json.dumps(loads_json(text), indent=1, ensure_ascii=False)
+    return text
+
+
 def attachment_tool(attachment: Path | None, *, max_chars: int = 12_000) -> Tool:
     """``read_attachment``: returns the question's attached file as text (JSON pretty-printed).
 
@@ -147,16 +161,12 @@ def attachment_tool(attachment: Path | None, *, max_chars: int = 12_000) -> Tool
         if attachment is None:
             raise ToolError("this question has no attached file")
         data = await asyncio.to_thread(_read_plain, attachment, _MAX_BYTES)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
+        text = _as_text(attachment, data)
+        if text is None:
             raise ToolError(
                 f"{attachment.name} is a binary file of {len(data)} bytes; read it with the python tool, "
                 f"e.g. open({attachment.name!r}, 'rb')"
-            ) from None
-        if attachment.suffix.lower() == ".json":
-            with contextlib.suppress(ValueError):  # not valid JSON after all: show the text as it is
-                text = json.dumps(loads_json(text), indent=1, ensure_ascii=False)
+            )
         if len(text) > max_chars:
             return text[:max_chars] + f"\n...(cut at {max_chars} of {len(text)} characters; read the rest with python)"
         return f"{attachment.name}:\n{text}"
@@ -180,17 +190,13 @@ def file_head(path: Path, *, max_lines: int = 15, max_chars: int = 1_500) -> str
     Raises:
         ToolError: the file is not a plain file (see :func:`attachment_tool`).
     """
-    data = _read_plain(path, 1 << 20)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"(a binary file of {path.stat().st_size} bytes)"
-    if path.suffix.lower() == ".json":
-        with contextlib.suppress(ValueError):
-            text = json.dumps(loads_json(text), indent=1, ensure_ascii=False)
+    data = _read_plain(path, _HEAD_BYTES)
+    text = _as_text(path, data)
+    if text is None:
+        return f"(a binary file of {len(data)} bytes{' or more' if len(data) == _HEAD_BYTES else ''})"
     lines = text.splitlines()
-    head = "\n".join(lines[:max_lines])[:max_chars]
-    shown = head.count("\n") + 1 if head else 0
-    if shown < len(lines) or len(head) < len("\n".join(lines[:max_lines])):
+    first = "\n".join(lines[:max_lines])
+    head = first[:max_chars]
+    if len(lines) > max_lines or len(head) < len(first):
         head += f"\n... ({len(lines)} lines in all)"
     return head
