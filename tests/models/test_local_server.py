@@ -131,9 +131,18 @@ async def test_server_killed_mid_run_is_a_model_error_and_leaves_no_process(loca
     server = local_model.server
     group = server.pid
     assert group is not None
-    task = asyncio.create_task(local_model.sample(STORY, n=4, temperature=1.0, max_tokens=400))
-    await asyncio.sleep(1.5)
-    assert not task.done()
+    long_story: list[Message] = [
+        {"role": "user", "content": "Write a long story about the sea, of 500 words at least."}
+    ]
+    for _ in range(
+        5
+    ):  # a request still in flight after 1.5 s (one sentence each, four can end sooner on a quiet machine)
+        task = asyncio.create_task(local_model.sample(long_story, n=4, temperature=1.0, max_tokens=400))
+        await asyncio.sleep(1.5)
+        if not task.done():
+            break
+        await task
+    assert not task.done(), "every request ended within 1.5 s: none was in flight to kill"
     t0 = time.perf_counter()
     await asyncio.to_thread(server.kill)
     os.environ.pop("MDAP_LOCAL_URL", None)  # no later LocalModel() may use the dead server (the fixture restarts it)
