@@ -6,16 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import selectors
 import signal
-import subprocess
-import time
 
 from mdap.errors import ToolError
 
-from ._cgroup import PidsGroup
-
-__all__ = ["Capture", "cut", "drain", "feed", "feed_sync", "kill", "start_error"]
+__all__ = ["Capture", "cut", "feed", "kill", "start_error"]
 
 
 class Capture:
@@ -71,41 +66,7 @@ async def feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
         proc.stdin.close()
 
 
-def feed_sync(proc: subprocess.Popen[bytes], data: bytes) -> None:
-    if proc.stdin is None:
-        return
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.write(data)
-        proc.stdin.close()
-
-
-def drain(proc: subprocess.Popen[bytes], capture: Capture, deadline: float) -> bool:
-    """Read ``proc``'s output into ``capture`` until it ends (True) or ``deadline`` passes (False)."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            if not sel.select(timeout=left):
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            capture.feed(chunk)
-    left = deadline - time.monotonic()
-    try:
-        proc.wait(timeout=max(left, 0.001))
-    except subprocess.TimeoutExpired:
-        return False
-    return True
-
-
-def kill(pid: int, group: PidsGroup | None) -> None:
-    """Kill the call's process group and every process left in its cgroup (double forks, ``setsid``)."""
+def kill(pid: int) -> None:
+    """Kill the call's process group (its cgroup, if any, is emptied by the caller: double forks, ``setsid``)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    if group is not None:
-        group.kill_all()

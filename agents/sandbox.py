@@ -29,7 +29,6 @@ import resource
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from mdap.errors import ConfigError, SandboxError
 
 from ._bwrap import bwrap_command
 from ._cgroup import PidsGroup, pids_cgroup_root
-from ._spawn import Capture, cut, drain, feed, feed_sync, kill, start_error
+from ._spawn import Capture, cut, feed, kill, start_error
 
 __all__ = ["Completed", "Limits", "Sandbox", "cgroup_available", "cut"]
 
@@ -325,61 +324,40 @@ class Sandbox:
             finally:
                 feeder.cancel()
         finally:
-            kill(proc.pid, group)
+            kill(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+            if group is not None:  # emptying a cgroup polls and sleeps: not on the event loop
+                await asyncio.to_thread(group.kill_all)
             await proc.wait()
-        return self._completed(-9 if timed_out else (proc.returncode or 0), capture, timed_out, group)
+        code = -9 if timed_out else (proc.returncode or 0)
+        hit = False
+        if group is not None:
+            hit = group.limit_hit()
+            await asyncio.to_thread(group.close)
+        return Completed(code, capture.text(), timed_out, capture.dropped, hit)
 
     def run_sync(
         self,
         argv: Sequence[str],
         *,
         cwd: str | Path,
-        stdin: str | bytes | None = None,
+        stdin: str | bytes = b"",
         env: Mapping[str, str] | None = None,
         limits: Limits | None = None,
     ) -> Completed:
-        """:meth:`run` for synchronous callers (SWE-bench test runs, run in a worker thread)."""
-        lim = limits or self.limits
-        workdir, exec_argv, exec_env, group = self._prepare(argv, cwd, env, lim)
-        capture = Capture(lim.max_output_bytes)
-        try:
-            proc = subprocess.Popen(
-                exec_argv,
-                cwd=workdir,
-                env=exec_env,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                preexec_fn=self._preexec(lim, group),
-                start_new_session=True,
-            )
-        except OSError as err:
-            if group is not None:
-                group.close()
-            raise start_error(exec_argv[0], err) from err
-        timed_out = False
-        try:
-            if stdin is not None:
-                data = stdin.encode() if isinstance(stdin, str) else stdin
-                threading.Thread(target=feed_sync, args=(proc, data), daemon=True).start()
-            timed_out = not drain(proc, capture, time.monotonic() + lim.timeout_s)
-        finally:
-            kill(proc.pid, group)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-        return self._completed(-9 if timed_out else proc.returncode, capture, timed_out, group)
+        """:meth:`run` for synchronous callers (SWE-bench's test runs, from worker threads), on an event loop of
+        its own.
 
-    def _completed(self, code: int, capture: Capture, timed_out: bool, group: PidsGroup | None) -> Completed:
-        hit = False
-        if group is not None:
-            hit = group.limit_hit()
-            group.close()
-        return Completed(code, capture.text(), timed_out, capture.dropped, hit)
+        Raises:
+            ConfigError: called from a running event loop (``await`` :meth:`run` there).
+            SandboxError, ToolError: as :meth:`run`.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(argv, cwd=cwd, stdin=stdin, env=env, limits=limits))
+        raise ConfigError("Sandbox.run_sync() was called inside an event loop; use `await sandbox.run(...)` there")
 
 
 def cgroup_available() -> bool:

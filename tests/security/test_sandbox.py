@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from mdap.agents import Limits, Sandbox, Workspace, builtin_tools, python_tool, shell_tool
-from mdap.errors import SandboxError
+from mdap.agents.sandbox import Completed
+from mdap.errors import ConfigError, SandboxError
 
 SECRET = "sk-mdap-test-" + uuid.uuid4().hex
 
@@ -170,6 +171,25 @@ async def test_a_private_tmp_and_the_python_installation_work(ws: Workspace) -> 
     code = "import sys, tempfile\nwith tempfile.NamedTemporaryFile() as f:\n    print(sys.version_info[0], f.name)"
     out = await python_tool(ws).call({"code": code})
     assert out.startswith("3 /tmp/"), out
+
+
+def test_run_sync_from_a_worker_thread_leaves_nothing_behind(tmp_path: Path) -> None:
+    """SWE-bench's test runs call ``run_sync`` from worker threads: the same sandbox, the same cleanup."""
+    marker = uuid.uuid4().hex
+    box = Sandbox(limits=Limits(timeout_s=2.0))
+    results: list[Completed] = []
+    argv = ["sh", "-c", f"(setsid sleep 60 {marker} &); echo hi; read line; echo got $line; sleep 30"]
+    worker = threading.Thread(target=lambda: results.append(box.run_sync(argv, cwd=tmp_path, stdin="x\n")))
+    worker.start()
+    worker.join(30)
+    done = results[0]
+    assert done.timed_out and done.code == -9 and "hi\ngot x" in done.output, done
+    assert _host_processes_with(marker) == []
+
+
+async def test_run_sync_inside_an_event_loop_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"await sandbox\.run"):
+        Sandbox().run_sync(["true"], cwd=tmp_path)
 
 
 def test_a_missing_bwrap_refuses_with_the_fix(ws: Workspace) -> None:
