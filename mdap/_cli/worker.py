@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "worker",
         help="run a Redis pool worker (long-lived; SIGTERM drains)",
         description="Serve one role of a Redis worker pool: take steps from <prefix>:steps:<role>, sample and "
-        "vote on this worker's model, store each result. SIGTERM/SIGINT finish the steps in flight and exit 0.",
+        "vote on this worker's model, store each result. SIGTERM/SIGINT finish the steps in flight and exit 0; "
+        "SIGUSR1 logs what each task is waiting on.",
     )
     p.add_argument("--redis", required=True, metavar="URL", help="redis://[:password@]host:port/db or rediss://")
     p.add_argument("--role", required=True, help="the role (stream) to serve, e.g. hanoi")
@@ -98,6 +99,7 @@ def _worker(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.stop)
+            loop.add_signal_handler(signal.SIGUSR1, worker.log_tasks)
             await worker.run()
 
     asyncio.run(serve())

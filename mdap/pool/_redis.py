@@ -16,7 +16,7 @@ from mdap.errors import ConfigError, PoolError
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["connect", "is_connection_error", "redact", "retrying"]
+__all__ = ["connect", "is_connection_error", "redact", "retrying", "stop_tasks"]
 
 T = TypeVar("T")
 
@@ -78,7 +78,8 @@ async def connect(url: str, *, connect_timeout: float = 5.0, read_timeout: float
     except (ValueError, TypeError) as err:
         raise ConfigError(redact(f"bad Redis URL {url!r}: {err}")) from None
     try:
-        await asyncio.wait_for(client.ping(), connect_timeout)
+        async with asyncio.timeout(connect_timeout):  # not wait_for: see stop_tasks
+            await client.ping()
     except (TypeError, ValueError) as err:  # redis-py checks URL options only when it connects
         await client.aclose()
         raise ConfigError(
@@ -125,3 +126,21 @@ async def retrying(
                 on_retry(err)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any], every_s: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until each has ended, cancelling again every ``every_s`` seconds.
+
+    One cancel is not always enough for a task that talks to Redis: on Python 3.11, ``asyncio.wait_for`` -- which
+    redis-py wraps around every command it writes when a socket timeout is set -- returns its result and drops a
+    cancellation that arrives as the write completes (CPython bpo-42130, fixed in 3.12). The task then runs on.
+    Exceptions of the ended tasks are retrieved (the caller has seen what mattered), never raised.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=every_s)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()

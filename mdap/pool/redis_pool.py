@@ -31,7 +31,7 @@ from mdap.models import ChatModel
 from mdap.types import Message
 from mdap.voters import Decision, Voter, VoterSpec
 
-from ._redis import check_url, connect, is_connection_error, redact, retrying
+from ._redis import check_url, connect, is_connection_error, redact, retrying, stop_tasks
 from .base import PoolSession
 from .wire import Keys, StepResult
 
@@ -129,17 +129,15 @@ class RedisPool:
             # Wake the dispatcher's BLPOP with an empty item rather than cancel it mid-command: redis-py does
             # not always unwind a cancelled blocking read.
             with suppress(Exception):  # Redis may be gone; the wait below bounds the stop then
-                await asyncio.wait_for(client.rpush(self._reply_key, b""), self.connect_timeout)
-            try:
-                await asyncio.wait_for(task, self.poll_s + 1.0)
-            except (TimeoutError, asyncio.CancelledError):
-                pass  # the dispatcher did not stop in time; it is cancelled by wait_for
-            except PoolError:
-                pass  # it already failed the waiting steps
+                async with asyncio.timeout(self.connect_timeout):
+                    await client.rpush(self._reply_key, b"")
+            await asyncio.wait([task], timeout=self.poll_s + 1.0)
+            await stop_tasks(task)  # cancelled if it did not stop in time; a PoolError of it already failed the steps
         self._fail_all(PoolError("the Redis pool was closed while steps were waiting"))
         if client is not None:
             with suppress(Exception):  # closing a dead connection may raise; nothing to do about it
-                await asyncio.wait_for(client.delete(self._reply_key), self.connect_timeout)
+                async with asyncio.timeout(self.connect_timeout):
+                    await client.delete(self._reply_key)
             await client.aclose()
 
     async def __aenter__(self) -> RedisPool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mdap.errors import ConfigError, PoolError
 
-from ._redis import connect, redact, retrying
+from ._redis import connect, redact, retrying, stop_tasks
 from .handler import StepHandler
 from .wire import GROUP, Keys, StepRequest, StepResult
 
@@ -144,6 +145,16 @@ class PoolWorker:
             log.info("worker %s draining (%d in flight)", self.id, len(self._in_flight))
         self._stopping.set()
 
+    def log_tasks(self) -> None:
+        """Log what every asyncio task of this process is waiting on (``mdap worker`` runs this on SIGUSR1)."""
+        tasks = asyncio.all_tasks()
+        log.warning("worker %s: %d tasks, %d steps in flight, draining=%s", self.id, len(tasks), len(self._in_flight),
+                    self._stopping.is_set())  # fmt: skip
+        for task in tasks:
+            out = io.StringIO()
+            task.print_stack(file=out)
+            log.warning("%s", out.getvalue().rstrip())
+
     async def run(self) -> None:
         """Serve until :meth:`stop`. Raises PoolError if Redis cannot be reached (or stays away too long)."""
         cfg = self.config
@@ -163,10 +174,7 @@ class PoolWorker:
             try:
                 await asyncio.gather(*slots)
             finally:
-                for task in slots:
-                    task.cancel()
-                upkeep.cancel()
-                await asyncio.gather(upkeep, *slots, return_exceptions=True)
+                await stop_tasks(upkeep, *slots)
             await self._leave(client)
             log.info("worker %s stopped after %d steps", self.id, self.done)
         finally:

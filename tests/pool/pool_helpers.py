@@ -92,7 +92,8 @@ class Workers:
         return "\n".join(log.read_text(errors="replace") for log in self.logs if log.exists())
 
     def stop_all(self) -> list[int | None]:
-        """SIGTERM every live worker and return the exit codes (None = did not exit within 15 s)."""
+        """SIGTERM every live worker and return the exit codes (None = did not exit within 15 s; such a worker is
+        sent SIGUSR1 first, so its log shows what each of its tasks waits on)."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -101,6 +102,8 @@ class Workers:
             try:
                 codes.append(proc.wait(15))
             except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)
+                time.sleep(1)
                 codes.append(None)
         return codes
 

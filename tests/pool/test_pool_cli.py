@@ -75,7 +75,8 @@ def test_three_workers_run_10_disks_survive_a_sigkill_and_drain_on_sigterm(
     wait_until(lambda: victim not in {w.id for w in status(url).workers}, 5, "the dead worker's heartbeat to expire")
     survivors = status(url).workers
     assert len(survivors) == 2 and all(w.done > 0 for w in survivors), "the steps spread over the workers"
-    assert sorted(c for c in workers.stop_all() if c != -signal.SIGKILL) == [0, 0], "SIGTERM drains, exit 0"
+    codes = [c for c in workers.stop_all() if c != -signal.SIGKILL]
+    assert codes == [0, 0], f"SIGTERM drains, exit 0; the workers' logs:\n{workers.output()[-6000:]}"
     assert status(url).workers == []
     assert workers.output().count("stopped after") == 2
 
@@ -171,3 +172,18 @@ def test_tls_with_rediss_and_a_password_never_printed(redis_factory: object, wor
     assert "rediss://***@127.0.0.1" in logs
     printed = out + err + shown.stdout + shown.stderr + denied.stdout + denied.stderr + mixed_err
     assert "tls-s3cret" not in logs + printed.decode()
+
+
+def test_sigusr1_logs_what_each_task_waits_on_and_the_worker_serves_on(
+    redis_server: RedisServer, workers: Workers
+) -> None:
+    url = redis_server.url
+    proc = workers.start(url, "--model", "simulated", *FAST)
+    wait_until(lambda: len(status(url).workers) == 1, 20, "a live worker")
+    proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "mdap-worker-upkeep" in workers.output(), 10, "the task dump in the log")
+    logs = workers.output()
+    assert "1 tasks" not in logs and "steps in flight, draining=False" in logs
+    assert "mdap-worker-slot-0" in logs and proc.poll() is None
+    assert workers.stop_all() == [0]
+    assert "stopped after" in workers.output()

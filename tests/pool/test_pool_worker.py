@@ -26,7 +26,7 @@ from mdap.pool import (
     StepHandler,
     read_status,
 )
-from mdap.pool._redis import redact
+from mdap.pool._redis import redact, stop_tasks
 from mdap.types import Message
 from mdap.voters import VoterSpec
 
@@ -272,3 +272,58 @@ async def test_a_buggy_kind_does_not_kill_the_worker_and_ends_in_the_dead_letter
         report = await Executor(None, FirstToAheadByK(k=2), pool=RedisPool(url)).run(hanoi_chain(3))
         assert report.ok, "the same worker still serves"
         assert worker.failed == 1
+
+
+async def test_a_draining_worker_always_stops_even_when_its_upkeep_is_mid_command(redis_server: RedisServer) -> None:
+    """SIGTERM drained a worker that then never exited (a CI run): its upkeep loop had lost the cancel (see
+    ``stop_tasks``). Here upkeep runs back to back, and each drained worker must return cleanly."""
+    stuck = 0
+    for _ in range(30):
+        worker = PoolWorker(
+            redis_server.url,
+            StepHandler(registry(), simulated=SimulatedSettings()),
+            PoolWorkerConfig(role="hanoi", heartbeat_s=0.0001, claim_idle_s=1.0, block_s=0.01),
+        )
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.05)
+        worker.stop()
+        done, _ = await asyncio.wait([task], timeout=5)
+        if not done:
+            stuck += 1
+            worker._stopping.set()
+            task.cancel()  # best effort, so the test itself ends
+            await asyncio.wait([task], timeout=5)
+        else:
+            task.result()  # a drained worker returns cleanly
+    assert stuck == 0, f"{stuck} of 30 drained workers never stopped"
+
+
+async def test_stop_tasks_ends_a_task_that_sends_redis_commands_back_to_back(redis_server: RedisServer) -> None:
+    """Cancelled mid-command, such a task can run on (the lost cancel of Python 3.11's ``asyncio.wait_for`` that
+    redis-py writes through); ``stop_tasks`` cancels until it has ended."""
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    sent = 0
+
+    async def busy() -> None:
+        nonlocal sent
+        while True:
+            await asyncio.sleep(0.0005)
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hset("mdap:test:beat", mapping={"n": sent})
+                pipe.expire("mdap:test:beat", 5)
+                await pipe.execute()
+            sent += 1
+
+    try:
+        for i in range(40):
+            task = asyncio.create_task(busy())
+            await asyncio.sleep(0.001 * (i % 10))
+            async with asyncio.timeout(10):
+                await stop_tasks(task, every_s=0.05)
+            assert task.done()
+            before = sent
+            await asyncio.sleep(0.01)
+            assert sent == before, "nothing runs on after stop_tasks returns"
+    finally:
+        await client.aclose()
+    assert sent > 0
