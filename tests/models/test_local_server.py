@@ -134,9 +134,8 @@ async def test_server_killed_mid_run_is_a_model_error_and_leaves_no_process(loca
     long_story: list[Message] = [
         {"role": "user", "content": "Write a long story about the sea, of 500 words at least."}
     ]
-    for _ in range(
-        5
-    ):  # a request still in flight after 1.5 s (one sentence each, four can end sooner on a quiet machine)
+    # a request still in flight after 1.5 s (one sentence each, four can end sooner on a quiet machine)
+    for _ in range(5):
         task = asyncio.create_task(local_model.sample(long_story, n=4, temperature=1.0, max_tokens=400))
         await asyncio.sleep(1.5)
         if not task.done():
